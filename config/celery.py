@@ -1,0 +1,40 @@
+"""The Celery app and its beat schedule.
+
+The worker dyno runs `celery -A config worker --beat`: beat is embedded, and
+RedBeat's Redis lock makes sure only one beat schedules however many worker
+dynos run. Settings prefixed CELERY_ in config/settings.py configure it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery, signature
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("koolclips")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+CLEANUP_ENTRY = "scheduled-cloudcube-cleanup"
+
+
+@app.on_after_configure.connect
+def register_beat_entries(sender: Celery, **kwargs) -> None:
+    """Static beat entries; RedBeat syncs them into Redis when beat starts.
+
+    Runs once Django's settings are loaded (config/__init__.py imports this
+    module while settings may still be importing).
+    """
+    from django.conf import settings
+
+    # Schedule and retention come from CLEANUP_SCHEDULE / CLEANUP_RETENTION_DAYS.
+    sender.add_periodic_task(
+        settings.CLEANUP_SCHEDULE.celery_schedule,
+        signature(
+            "viral_clips.tasks.scheduled_cloudcube_cleanup",
+            kwargs={"retention_days": settings.CLEANUP_RETENTION_DAYS},
+        ),
+        name=CLEANUP_ENTRY,
+    )

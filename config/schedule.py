@@ -1,0 +1,99 @@
+"""Parse ``CLEANUP_SCHEDULE``: a 5-field cron expression in UTC, or an interval.
+
+Accepted forms:
+
+* cron, 5 fields, UTC: ``0 2 * * *``, ``0 */12 * * *``, ``0 2 * * 0``
+* interval: a whole number and a unit, ``30s``, ``15m``, ``12h``, ``1d``
+
+Anything else raises ScheduleError, which settings turn into a start-up failure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery.schedules import crontab, schedule
+
+ACCEPTED_FORMS = (
+    "a 5-field cron expression in UTC such as '0 2 * * *', '0 */12 * * *' or"
+    " '0 2 * * 0', or an interval such as '30s', '15m', '12h' or '1d'"
+)
+_INTERVAL_RE = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[smhd])$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_CRON_FIELD_RE = re.compile(r"^[A-Za-z0-9*/,-]+$")
+_DAY_NAMES = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+
+
+class ScheduleError(ValueError):
+    """CLEANUP_SCHEDULE (or another schedule variable) cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class ParsedSchedule:
+    raw: str
+    kind: str  # "crontab" or "interval"
+    celery_schedule: crontab | schedule
+    interval_seconds: int | None = None
+
+    def describe(self) -> str:
+        """The schedule in words, for the dashboard and beat_status."""
+        if self.kind == "interval":
+            return f"every {_describe_seconds(self.interval_seconds or 0)}"
+        minute, hour, dom, month, dow = self.raw.split()
+        if minute.isdigit() and hour.isdigit() and dom == month == "*":
+            at = f"{int(hour):02d}:{int(minute):02d} UTC"
+            if dow == "*":
+                return f"every day at {at}"
+            if dow.isdigit() and 0 <= int(dow) <= 7:
+                return f"every {_DAY_NAMES[int(dow) % 7]} at {at}"
+        return f"cron '{self.raw}' (UTC)"
+
+
+def _describe_seconds(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0 and seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}" + ("s" if n != 1 else "")
+    return f"{seconds} second" + ("s" if seconds != 1 else "")
+
+
+def parse_schedule(value: str, variable: str = "CLEANUP_SCHEDULE") -> ParsedSchedule:
+    """Turn the variable's text into a Celery schedule, or raise ScheduleError."""
+    text = " ".join((value or "").split())
+    if not text:
+        raise ScheduleError(f"{variable} is empty; expected {ACCEPTED_FORMS}")
+
+    interval = _INTERVAL_RE.match(text)
+    if interval:
+        seconds = int(interval["n"]) * _UNIT_SECONDS[interval["unit"].lower()]
+        if seconds <= 0:
+            raise ScheduleError(
+                f"{variable}={value!r}: an interval must be positive; expected {ACCEPTED_FORMS}"
+            )
+        return ParsedSchedule(
+            raw=text,
+            kind="interval",
+            celery_schedule=schedule(run_every=timedelta(seconds=seconds)),
+            interval_seconds=seconds,
+        )
+
+    fields = text.split(" ")
+    if len(fields) != 5 or not all(_CRON_FIELD_RE.match(f) for f in fields):
+        raise ScheduleError(f"{variable}={value!r} is not valid; expected {ACCEPTED_FORMS}")
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    try:
+        cron = crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ScheduleError(
+            f"{variable}={value!r} is not a valid cron expression ({exc});"
+            f" expected {ACCEPTED_FORMS}"
+        ) from exc
+    return ParsedSchedule(raw=text, kind="crontab", celery_schedule=cron)

@@ -1,0 +1,146 @@
+"""`make run`: the whole stack on this machine, with production's own Procfile lines.
+
+Starts a real redis-server (6379, or another port when taken), a local S3
+server with the bucket and cube, SQLite, migrations, demo data, then the
+Procfile's `web` (gunicorn on http://127.0.0.1:8000) and `worker` (celery
+worker with embedded RedBeat beat). Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from devstack.ports import free_port, port_in_use
+from devstack.procfile import procfile_command
+from devstack.redis_server import RedisServer
+from devstack.s3_server import LocalS3Server
+
+ROOT = Path(__file__).resolve().parent.parent
+BUCKET = "koolclips-local"
+CUBE = "localcube"
+WEB_PORT = int(os.environ.get("PORT", "8000"))
+
+
+def log(message: str) -> None:
+    print(f"devstack | {message}", flush=True)
+
+
+def pick_port(preferred: int) -> int:
+    return preferred if not port_in_use(preferred) else free_port()
+
+
+def stream(name: str, proc: subprocess.Popen) -> None:
+    assert proc.stdout is not None
+    for line in iter(proc.stdout.readline, b""):
+        sys.stdout.write(f"{name:<8}| {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def main() -> int:
+    redis_server = RedisServer(port=pick_port(6379)).start()
+    log(f"redis-server {redis_server.binary} on port {redis_server.port}")
+    s3 = LocalS3Server(port=pick_port(9000)).start()
+    s3.create_bucket(BUCKET)
+    log(f"local S3 server (moto) on {s3.endpoint_url}, bucket {BUCKET}, cube {CUBE}")
+
+    env = dict(os.environ)
+    if "DATABASE_URL" not in env:
+        # The local S3 server keeps nothing between runs, so neither does the
+        # local database: every `make run` starts from the same clean slate.
+        state = ROOT / ".devstack"
+        state.mkdir(exist_ok=True)
+        (state / "local.sqlite3").unlink(missing_ok=True)
+        env["DATABASE_URL"] = f"sqlite:///{state / 'local.sqlite3'}"
+    env.setdefault("DJANGO_DEBUG", "1")
+    env.setdefault("DJANGO_SECRET_KEY", "insecure-local-development-key-not-for-production")
+    env.setdefault("CLOUDCUBE_ACCESS_KEY_ID", "local")
+    env.setdefault("CLOUDCUBE_SECRET_ACCESS_KEY", "local")
+    env.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        REDIS_URL=redis_server.url,
+        CLOUDCUBE_URL=s3.cloudcube_url(BUCKET, CUBE),
+        PORT=str(WEB_PORT),
+        GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{WEB_PORT}",
+        PYTHONUNBUFFERED="1",
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    )
+    os.environ.update(env)
+
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
+    subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    created = seed_demo(s3)
+    log(f"demo data: {created} clips created" if created else "demo data already present")
+    User = get_user_model()
+    if not User.objects.filter(username="admin").exists():
+        User.objects.create_superuser("admin", "admin@localhost", "admin")
+        log("created local superuser admin / admin")
+
+    children: list[tuple[str, subprocess.Popen]] = []
+    for name in ("web", "worker"):
+        proc = subprocess.Popen(
+            ["bash", "-c", f"exec {procfile_command(name)}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        threading.Thread(target=stream, args=(name, proc), daemon=True).start()
+        children.append((name, proc))
+    log(f"web on http://127.0.0.1:{WEB_PORT}/ (admin: /admin/, health: /health/); Ctrl-C stops all")
+
+    stopping = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    exit_code = 0
+    while not stopping.is_set():
+        for name, proc in children:
+            if proc.poll() is not None:
+                log(f"{name} exited with {proc.returncode}; stopping the stack")
+                exit_code = proc.returncode or 1
+                stopping.set()
+        stopping.wait(0.5)
+
+    log("stopping web and worker")
+    for _, proc in children:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for _, proc in children:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    s3.stop()
+    redis_server.stop()
+    log("stopped")
+    return exit_code
+
+
+def seed_demo(s3: LocalS3Server) -> int:
+    from devstack.demo_data import seed_demo_data
+
+    return seed_demo_data(s3, BUCKET, CUBE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devstack.redis_server import RedisServer
+from devstack.s3_server import LocalS3Server
+from tests.settings import TEST_BUCKET, TEST_CUBE
+from tests.support.database import test_database_url
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The suite's own redis-server, on the port tests/settings.py reserved."""
+    server = RedisServer(port=int(os.environ["KOOLCLIPS_TEST_REDIS_PORT"])).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer):
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3Server]:
+    server = LocalS3Server(port=int(os.environ["KOOLCLIPS_TEST_S3_PORT"])).start()
+    server.create_bucket(TEST_BUCKET)
+    yield server
+    server.stop()
+
+
+@dataclass
+class Cube:
+    """The test's cube in the local S3 server, emptied before each test."""
+
+    server: LocalS3Server
+    bucket: str = TEST_BUCKET
+    name: str = TEST_CUBE
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}/"
+
+    def put(self, key: str, body: bytes = b"x", age: timedelta | None = None) -> str:
+        """Store `key` (a full key, e.g. 'testcube/public/a.mp4'), `age` old."""
+        when = datetime.now(UTC) - age if age is not None else None
+        self.server.put(self.bucket, key, body, when)
+        return key
+
+    def keys(self) -> list[str]:
+        return self.server.keys(self.bucket)
+
+
+@pytest.fixture
+def cube(s3_server: LocalS3Server) -> Cube:
+    s3_server.clear(TEST_BUCKET)
+    return Cube(server=s3_server)
+
+
+@pytest.fixture
+def worker_env(transactional_db, redis_server, s3_server) -> dict[str, str]:
+    """Environment for real celery/gunicorn processes: production settings
+    module, pointed at this test run's database, redis-server and S3 server."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=test_database_url(),
+        PYTHONUNBUFFERED="1",
+    )
+    return env

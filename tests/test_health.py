@@ -1,0 +1,61 @@
+import json
+
+import pytest
+from django.conf import settings
+
+from devstack.ports import free_port
+
+
+@pytest.fixture
+def live_services(db, redis_server, cube):
+    return cube
+
+
+def test_health_ok_when_everything_answers(client, live_services):
+    response = client.get("/health/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {
+        "database": {"ok": True},
+        "redis": {"ok": True},
+        "cloudcube": {"ok": True},
+    }
+
+
+def test_health_503_when_redis_is_down(client, live_services, monkeypatch):
+    monkeypatch.setattr(settings, "REDIS_URL", f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    response = client.get("/health/")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["redis"]["ok"] is False
+    assert body["checks"]["database"] == {"ok": True}
+    assert "hunter2" not in response.content.decode()
+
+
+def test_health_503_when_cloudcube_is_down(client, live_services, monkeypatch):
+    from config.cloudcube import parse_cloudcube_url
+
+    monkeypatch.setattr(
+        settings, "CLOUDCUBE", parse_cloudcube_url(f"http://127.0.0.1:{free_port()}/bucket/cube")
+    )
+    response = client.get("/health/")
+    assert response.status_code == 503
+    assert response.json()["checks"]["cloudcube"]["ok"] is False
+
+
+def test_health_never_shows_secrets(client, live_services):
+    text = client.get("/health/").content.decode()
+    for secret in (
+        settings.SECRET_KEY,
+        settings.CLOUDCUBE_SECRET_ACCESS_KEY,
+        settings.CLOUDCUBE_ACCESS_KEY_ID,
+        settings.REDIS_URL,
+    ):
+        assert secret not in text
+    json.loads(text)
+
+
+def test_health_rejects_post(client, live_services):
+    assert client.post("/health/").status_code == 405

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class Clip(models.Model):
+    title = models.CharField(max_length=200)
+    # Key relative to <cube>/public/; the default storage is Cloudcube.
+    file = models.FileField(upload_to="clips/%Y/%m/", max_length=500)
+    size_bytes = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    pinned = models.BooleanField(
+        default=False, help_text="Pinned clips are never deleted by the cleanup."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["file"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def save(self, *args, **kwargs) -> None:
+        if self.file and not self.size_bytes:
+            try:
+                self.size_bytes = self.file.size
+            except (OSError, ValueError):
+                self.size_bytes = 0
+        super().save(*args, **kwargs)
+
+
+class CleanupRun(models.Model):
+    """One run of the Cloudcube cleanup: written at start, completed at the end."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual"
+        COMMAND = "command", "Command"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        PARTIAL = "partial", "Partial"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    retention_days = models.PositiveIntegerField()
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True
+    )
+    cube = models.CharField(max_length=128, blank=True)
+    objects_scanned = models.PositiveIntegerField(default=0)
+    files_deleted = models.PositiveIntegerField(default=0)
+    bytes_freed = models.BigIntegerField(default=0)
+    clips_retained = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    # A few per-key errors or the exception, never the whole list.
+    error_sample = models.JSONField(default=list, blank=True)
+    detail = models.TextField(blank=True, help_text="Why a run failed or was skipped.")
+    task_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # The beat slot this run belongs to (None for manual runs).
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    host = models.CharField(max_length=128, blank=True, help_text="Dyno that ran it.")
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Cleanup #{self.pk} ({self.trigger}, {self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def mb_freed(self) -> float:
+        return self.bytes_freed / (1024 * 1024)
