@@ -38,10 +38,13 @@ from config.settings import *  # noqa: E402,F403
 
 # On SQLite the test database is a file, so the celery processes that tests
 # start can share it; with DATABASE_URL set to PostgreSQL, Django's test_ DB.
+# Names carry the pid so that concurrent runs on one machine never share one.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"koolclips-test-{os.getpid()}.sqlite3")
     }
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_koolclips_{os.getpid()}"}  # noqa: F405
 
 STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
