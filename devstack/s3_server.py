@@ -8,7 +8,8 @@ backend, tens of thousands of objects a second, instead of over HTTP.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from devstack.ports import free_port
@@ -81,6 +82,32 @@ class LocalS3Server:
         """Remove every object from the bucket (between tests)."""
         if bucket in self.backend.buckets:
             self.backend.buckets[bucket].keys.clear()
+
+    @contextmanager
+    def refuse_deletes(self, keys: Iterable[str]) -> Iterator[set[str]]:
+        """While active, the server refuses to delete these keys.
+
+        moto only refuses a key (its own AccessDeniedByLock, reported per key
+        in a DeleteObjects response) for a locked object *version*; real S3
+        also refuses unversioned keys, e.g. under a bucket policy. This makes
+        the server answer so for the given keys, over the same HTTP and XML.
+        """
+        from moto.s3.exceptions import AccessDeniedByLock
+        from moto.s3.models import S3Backend
+
+        refused = set(keys)
+        original = S3Backend.delete_object
+
+        def delete_object(backend, bucket_name, key_name, *args, **kwargs):
+            if key_name in refused:
+                raise AccessDeniedByLock
+            return original(backend, bucket_name, key_name, *args, **kwargs)
+
+        S3Backend.delete_object = delete_object
+        try:
+            yield refused
+        finally:
+            S3Backend.delete_object = original
 
     def __enter__(self) -> LocalS3Server:
         return self.start()

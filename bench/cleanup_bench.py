@@ -1,0 +1,256 @@
+"""Benchmark the Cloudcube cleanup against its floor and its peers (run by hand).
+
+    .venv/bin/python bench/cleanup_bench.py                 # 20,000 objects, half expired
+    .venv/bin/python bench/cleanup_bench.py -n 5000 --memory-sizes 10000
+
+One local S3 server (moto's, in this process) is seeded through its backend
+with N objects in the cube (half older than the retention period) plus another
+cube's old objects that must survive. Before each contender the same data is
+seeded again, then the contender runs as its own process over HTTP:
+
+- list-only: one ListObjectsV2 pass over the cube (the floor on this server);
+- project: viral_clips.cleanup.run_cleanup;
+- naive: list, then one DeleteObject call per expired key;
+- rclone: `rclone delete --min-age` (when rclone is installed).
+
+Then the project's peak memory (RSS high-water mark and Python's traced peak)
+at each of --memory-sizes listed objects. Ratios are against the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BUCKET = "bench-bucket"
+CUBE = "benchcube"
+OTHER_CUBE = "benchcube2"  # a sibling cube sharing the prefix's first letters
+RETENTION_DAYS = 5
+
+
+# --- the contenders, each run in a child process ---------------------------
+def child_main(mode: str) -> None:
+    import tracemalloc
+
+    import django
+
+    tracemalloc.start()
+    django.setup()
+    from django.conf import settings
+
+    from viral_clips.s3 import cloudcube_client
+
+    client = cloudcube_client()
+    requests: dict[str, int] = {}
+
+    def count(model, **kwargs) -> None:
+        requests[model.name] = requests.get(model.name, 0) + 1
+
+    client.meta.events.register("before-call.s3", count)
+    bucket, prefix = settings.CLOUDCUBE.bucket, settings.CLOUDCUBE.prefix
+    started = time.perf_counter()
+    if mode == "list-only":
+        listed = 0
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}
+        ):
+            listed += len(page.get("Contents", ()))
+        result = {"listed": listed}
+    elif mode == "project":
+        from viral_clips.cleanup import run_cleanup
+
+        report = run_cleanup(RETENTION_DAYS, client=client)
+        result = {"listed": report.objects_scanned, "deleted": report.files_deleted}
+    elif mode == "naive":
+        cutoff = datetime.now(UTC) - timedelta(days=RETENTION_DAYS)
+        expired, listed = [], 0
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", ()):
+                listed += 1
+                if obj["LastModified"] < cutoff:
+                    expired.append(obj["Key"])
+        for key in expired:
+            client.delete_object(Bucket=bucket, Key=key)
+        result = {"listed": listed, "deleted": len(expired)}
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    wall = time.perf_counter() - started
+    _, traced_peak = tracemalloc.get_traced_memory()
+    print(
+        json.dumps(
+            {
+                **result,
+                "wall": wall,
+                "requests": requests,
+                "rss_peak_mb": _vm_hwm_mb(),
+                "traced_peak_mb": traced_peak / 1e6,
+            }
+        )
+    )
+
+
+def _vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- the parent: server, seeding, timing -----------------------------------
+def seed(server, n: int, other: int) -> None:
+    server.clear(BUCKET)
+    now = datetime.now(UTC)
+    old = now - timedelta(days=RETENTION_DAYS + 3)
+    new = now - timedelta(days=1)
+    body = b"v" * 1024
+    for i in range(n):
+        when = old if i % 2 == 0 else new
+        server.put(BUCKET, f"{CUBE}/public/clips/{i:07d}.mp4", body, when)
+    for i in range(other):
+        server.put(BUCKET, f"{OTHER_CUBE}/public/clips/{i:05d}.mp4", body, old)
+
+
+def run_child(mode: str, env: dict[str, str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_rclone(server, env: dict[str, str]) -> dict | None:
+    rclone = shutil.which("rclone")
+    if not rclone:
+        return None
+    # rclone refuses AWS_CA_BUNDLE with its own HTTP transport; the server is plain HTTP.
+    rclone_env = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"}
+    rclone_env.update(
+        RCLONE_CONFIG_BENCH_TYPE="s3",
+        RCLONE_CONFIG_BENCH_PROVIDER="Other",
+        RCLONE_CONFIG_BENCH_ENDPOINT=server.endpoint_url,
+        RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="bench",
+        RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="bench",
+        RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE="true",
+    )
+    started = time.perf_counter()
+    out = subprocess.run(
+        [
+            rclone, "delete", f"bench:{BUCKET}/{CUBE}/",
+            "--min-age", f"{RETENTION_DAYS}d", "--dump", "headers", "--stats", "0",
+        ],
+        env=rclone_env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        print(f"rclone failed: {out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    requests: dict[str, int] = {}
+    for line in out.stderr.splitlines():
+        # --dump headers logs each request line: "<date> <time> DEBUG : GET /... HTTP/1.1".
+        _, _, rest = line.partition("DEBUG : ")
+        method = rest.split(" ", 1)[0]
+        if rest.endswith("HTTP/1.1") and method in {"GET", "HEAD", "DELETE", "POST", "PUT"}:
+            requests[method] = requests.get(method, 0) + 1
+    return {"wall": wall, "requests": requests}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--objects", type=int, default=20_000)
+    parser.add_argument("--other-cube-objects", type=int, default=1_000)
+    parser.add_argument(
+        "--memory-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000]
+    )
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+
+    from devstack.s3_server import LocalS3Server
+
+    server = LocalS3Server().start()
+    server.create_bucket(BUCKET)
+    workdir = Path(tempfile.mkdtemp(prefix="koolclips-bench-"))
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_DEBUG="1",
+        DJANGO_LOG_LEVEL="WARNING",
+        DATABASE_URL=f"sqlite:///{workdir / 'bench.sqlite3'}",
+        CLOUDCUBE_URL=server.cloudcube_url(BUCKET, CUBE),
+        CLOUDCUBE_ACCESS_KEY_ID="bench",
+        CLOUDCUBE_SECRET_ACCESS_KEY="bench",
+        REDIS_URL="redis://127.0.0.1:1/0",  # unused by the cleanup
+    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+
+    n, other = args.objects, args.other_cube_objects
+    print(f"{n} objects in cube {CUBE!r} (half expired), {other} old objects in {OTHER_CUBE!r}")
+    results: dict[str, dict] = {}
+    contenders = ["list-only", "project"] + ([] if args.skip_naive else ["naive"])
+    for mode in contenders:
+        seed(server, n, other)
+        results[mode] = run_child(mode, env)
+        survivors = sum(1 for k in server.keys(BUCKET) if k.startswith(f"{OTHER_CUBE}/"))
+        assert survivors == other, f"{mode} touched the other cube!"
+    seed(server, n, other)
+    rclone = run_rclone(server, env)
+    if rclone:
+        results["rclone"] = rclone
+        survivors = sum(1 for k in server.keys(BUCKET) if k.startswith(f"{OTHER_CUBE}/"))
+        assert survivors == other, "rclone touched the other cube!"
+
+    base = results["project"]["wall"]
+    floor = results["list-only"]["wall"]
+    print(f"\n{'contender':<10} {'wall s':>8} {'/project':>9} {'/list-only':>10}  requests")
+    for mode, r in results.items():
+        reqs = ", ".join(f"{k} {v}" for k, v in r["requests"].items())
+        print(
+            f"{mode:<10} {r['wall']:8.2f} {r['wall'] / base:9.2f} {r['wall'] / floor:10.2f}  {reqs}"
+        )
+    print(f"\nproject / list-only floor: {base / floor:.2f}x (goal <= 1.25x)")
+    if "naive" in results:
+        print(f"naive / project: {results['naive']['wall'] / base:.2f}x")
+    if "rclone" in results:
+        print(f"rclone / project: {results['rclone']['wall'] / base:.2f}x")
+    else:
+        print("rclone: not installed (apt-get install rclone), skipped")
+
+    print("\nproject cleanup peak memory by listed objects (half expired):")
+    memory = {}
+    for size in args.memory_sizes:
+        seed(server, size, 0)
+        r = run_child("project", env)
+        memory[size] = r
+        print(
+            f"  {size:>7} objects: RSS high-water {r['rss_peak_mb']:.1f} MB,"
+            f" Python traced peak {r['traced_peak_mb']:.2f} MB, wall {r['wall']:.1f} s"
+        )
+    if len(memory) >= 2:
+        sizes = sorted(memory)
+        growth = memory[sizes[-1]]["rss_peak_mb"] - memory[sizes[0]]["rss_peak_mb"]
+        print(f"  RSS growth {sizes[0]} -> {sizes[-1]}: {growth:+.1f} MB (goal: within 15 MB)")
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child_main(sys.argv[2])
+    else:
+        main()

@@ -1,0 +1,80 @@
+"""`python manage.py cloudcube_cleanup [--retention-days N] [--dry-run]`."""
+
+from __future__ import annotations
+
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from viral_clips.cleanup import InvalidRetention, run_cleanup
+from viral_clips.models import CleanupRun
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete Cloudcube clip files older than the retention period"
+        " (the same service the schedule runs)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--retention-days",
+            type=int,
+            default=None,
+            help="Days to keep files (default: CLEANUP_RETENTION_DAYS).",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="List and report what would be deleted; delete nothing.",
+        )
+
+    def handle(self, *args, retention_days: int | None, dry_run: bool, **options) -> None:
+        retention = settings.CLEANUP_RETENTION_DAYS if retention_days is None else retention_days
+        # A progress bar on a terminal only: logs and pipes get the summary.
+        bar = tqdm(
+            desc="Scanning cube",
+            unit=" objects",
+            disable=not sys.stderr.isatty(),
+            file=sys.stderr,
+        )
+
+        def progress(scanned: int, deleted: int) -> None:
+            bar.update(scanned - bar.n)
+            bar.set_postfix({"would delete" if dry_run else "deleted": deleted})
+
+        try:
+            report = run_cleanup(
+                retention, dry_run=dry_run, trigger=CleanupRun.Trigger.COMMAND, progress=progress
+            )
+        except InvalidRetention as exc:
+            raise CommandError(str(exc)) from exc
+        except Exception as exc:
+            # The run is already recorded as failed; say why without a traceback.
+            raise CommandError(f"cleanup failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            bar.close()
+
+        verb = "Would delete" if dry_run else "Deleted"
+        self.stdout.write(
+            f"{'Dry run: ' if dry_run else ''}{verb} {report.files_deleted} files "
+            f"({report.mb_freed:.2f} MB), retained {report.clips_retained} recent clips "
+            f"({report.pinned_kept} pinned or recent clip rows kept), "
+            f"scanned {report.objects_scanned} objects in cube {report.cube!r}. "
+            f"Status: {report.status} (run #{report.run_id})."
+        )
+        for error in report.errors:
+            self.stderr.write(
+                f"  could not delete {error['key']!r}: {error['code']} {error['message']}"
+            )
+        if report.error_count > len(report.errors):
+            self.stderr.write(f"  … and {report.error_count - len(report.errors)} more")
+        if report.status == CleanupRun.Status.FAILED:
+            raise CommandError(f"cleanup run {report.run_id} failed", returncode=1)
+        if report.status == CleanupRun.Status.PARTIAL:
+            raise CommandError(
+                f"cleanup run {report.run_id} was partial: {report.error_count} key(s) failed",
+                returncode=2,
+            )
