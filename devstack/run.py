@@ -43,9 +43,10 @@ def stream(name: str, proc: subprocess.Popen) -> None:
 
 
 def main() -> int:
-    redis_server = RedisServer(port=pick_port(6379)).start()
+    redis_server = RedisServer(port=pick_port(int(os.environ.get("DEVSTACK_REDIS_PORT", "6379"))))
+    redis_server.start()
     log(f"redis-server {redis_server.binary} on port {redis_server.port}")
-    s3 = LocalS3Server(port=pick_port(9000)).start()
+    s3 = LocalS3Server(port=pick_port(int(os.environ.get("DEVSTACK_S3_PORT", "9000")))).start()
     s3.create_bucket(BUCKET)
     log(f"local S3 server (moto) on {s3.endpoint_url}, bucket {BUCKET}, cube {CUBE}")
 
