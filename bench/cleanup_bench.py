@@ -181,9 +181,14 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
 
+    import logging
+
     from devstack.s3_server import LocalS3Server
 
     server = LocalS3Server().start()
+    # moto's server is not thread-safe: rclone's concurrent deletes while it
+    # lists make it log 500s (which rclone retries). Keep the report readable.
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     server.create_bucket(BUCKET)
     workdir = Path(tempfile.mkdtemp(prefix="koolclips-bench-"))
     env = dict(
