@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import redis
@@ -37,6 +38,7 @@ class RedisServer:
         self.port = port or free_port()
         self.binary = redis_server_binary()
         self._dir = tempfile.mkdtemp(prefix="koolclips-redis-")
+        weakref.finalize(self, shutil.rmtree, self._dir, True)
         self.log_path = Path(log_path) if log_path else Path(self._dir) / "redis.log"
         self.process: subprocess.Popen | None = None
 
