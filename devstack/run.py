@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from devstack.lifetime import die_with_parent
 from devstack.ports import free_port, port_in_use
 from devstack.procfile import procfile_command
 from devstack.redis_server import RedisServer
@@ -99,6 +100,8 @@ def main() -> int:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Even if this script is killed outright, web and worker stop too.
+            preexec_fn=die_with_parent(),
         )
         threading.Thread(target=stream, args=(name, proc), daemon=True).start()
         children.append((name, proc))

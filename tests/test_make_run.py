@@ -37,6 +37,22 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (this sandbox's init may not reap orphans)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "?"
+
+
 def test_make_run_serves_health_schedules_cleans_and_stops_cleanly(tmp_path):
     web_port = free_port()
     env = {
@@ -94,10 +110,15 @@ def test_make_run_serves_health_schedules_cleans_and_stops_cleanly(tmp_path):
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(60) == 0
         time.sleep(0.5)
-        alive = {pid for pid in started if Path(f"/proc/{pid}").exists()}
+        alive = {pid: command(pid) for pid in started if running(pid)}
         assert not alive, f"left running: {alive}"
         assert "devstack | stopped" in log_path.read_text()
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            # web and worker run in sessions of their own: stop each group.
+            for pid in descendants(proc.pid) | {proc.pid}:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             proc.wait()

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from devstack.lifetime import die_with_parent
 from devstack.procfile import procfile_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,8 @@ class ProcfileProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A test run that dies must not leave workers behind.
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
         return self
 
