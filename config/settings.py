@@ -11,13 +11,14 @@ import os
 import socket
 import ssl
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.cloudcube import CloudcubeURLError, parse_cloudcube_url
 from config.schedule import ScheduleError, parse_schedule
+from config.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -248,3 +249,33 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# --- Sentry -----------------------------------------------------------------
+# Off without a DSN. config/sentry.py starts it for this process and for every
+# process Celery forks later (pool children, the embedded beat child).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production")
+# Heroku sets HEROKU_SLUG_COMMIT once dyno metadata is enabled
+# (`heroku labs:enable runtime-dyno-metadata`): each deploy is a release.
+SENTRY_RELEASE = env.str("HEROKU_SLUG_COMMIT", default="") or None
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if not 0.0 <= SENTRY_TRACES_SAMPLE_RATE <= 1.0:
+    raise ImproperlyConfigured(
+        f"SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1, got {SENTRY_TRACES_SAMPLE_RATE}"
+    )
+init_sentry(
+    dsn=SENTRY_DSN,
+    environment=SENTRY_ENVIRONMENT,
+    release=SENTRY_RELEASE,
+    server_name=DYNO,
+    traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    # Their values are replaced wherever they appear in what is sent.
+    secrets=[
+        SECRET_KEY,
+        CLOUDCUBE_SECRET_ACCESS_KEY,
+        CLOUDCUBE_ACCESS_KEY_ID,
+        unquote(urlsplit(REDIS_URL).password or ""),
+        DATABASES["default"].get("PASSWORD"),
+        EMAIL_HOST_PASSWORD,
+    ],
+)
