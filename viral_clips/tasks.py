@@ -9,6 +9,7 @@ from django.conf import settings
 
 from viral_clips.cleanup import run_cleanup
 from viral_clips.models import CleanupRun
+from viral_clips.monitoring import report_cleanup_to_sentry
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +19,7 @@ class CleanupFailed(Exception):
 
 
 @shared_task(name="viral_clips.tasks.scheduled_cloudcube_cleanup", bind=True, acks_late=True)
+@report_cleanup_to_sentry  # cron check-ins, failed and partial runs: viral_clips/monitoring.py
 def scheduled_cloudcube_cleanup(
     self,
     retention_days: int | None = None,
