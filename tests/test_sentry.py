@@ -1,0 +1,306 @@
+"""Sentry set-up, monitor config and scrubbing, with the real SDK and HTTP transport.
+
+The SDK runs in this process, initialised by config.sentry.init_sentry with its
+DSN pointed at a local collector; nothing is stubbed between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import pytest
+import sentry_sdk
+from django.conf import settings
+from sentry_sdk.crons import capture_checkin
+
+import config.sentry
+from config.cloudcube import parse_cloudcube_url
+from config.schedule import parse_schedule
+from config.sentry import SecretScrubber, init_sentry
+from tests.support.s3_policies import allow_deletes, deny_deletes_under
+from tests.support.sentry_collector import SentryCollector
+from viral_clips.models import CleanupRun
+from viral_clips.monitoring import (
+    CHECK_IN_HEADER,
+    MONITOR_SLUG,
+    STARTED_HEADER,
+    cleanup_monitor_config,
+    report_cleanup_to_sentry,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REDIS_PASSWORD = "p@ss/w0rd:with%chars-7f3e"  # needs URL-encoding in REDIS_URL
+
+
+# --- the cron monitor follows CLEANUP_SCHEDULE ------------------------------
+@pytest.mark.parametrize(
+    ("schedule", "sentry_schedule", "margin", "max_runtime", "recovery"),
+    [
+        ("0 2 * * *", {"type": "crontab", "value": "0 2 * * *"}, 5, 60, 1),
+        ("0 2 * * 0", {"type": "crontab", "value": "0 2 * * 0"}, 5, 60, 1),
+        ("0 */12 * * *", {"type": "crontab", "value": "0 */12 * * *"}, 5, 60, 1),
+        # 23:02 then 00:02: an hour apart across midnight.
+        ("2 0,23 * * *", {"type": "crontab", "value": "2 0,23 * * *"}, 5, 55, 1),
+        ("*/15 * * * *", {"type": "crontab", "value": "*/15 * * * *"}, 5, 10, 3),
+        ("*/5 9-17 * * 1-5", {"type": "crontab", "value": "*/5 9-17 * * 1-5"}, 2, 3, 3),
+        ("1d", {"type": "interval", "value": 1, "unit": "day"}, 5, 60, 1),
+        ("12h", {"type": "interval", "value": 12, "unit": "hour"}, 5, 60, 1),
+        ("90m", {"type": "interval", "value": 90, "unit": "minute"}, 5, 60, 1),
+        ("15m", {"type": "interval", "value": 15, "unit": "minute"}, 5, 10, 3),
+        # Sentry has no seconds: rounded up to whole minutes, never a false "missed".
+        ("90s", {"type": "interval", "value": 2, "unit": "minute"}, 1, 1, 3),
+        ("30s", {"type": "interval", "value": 1, "unit": "minute"}, 1, 1, 3),
+        ("3s", {"type": "interval", "value": 1, "unit": "minute"}, 1, 1, 3),
+    ],
+)
+def test_monitor_config_follows_cleanup_schedule(
+    schedule, sentry_schedule, margin, max_runtime, recovery
+):
+    assert cleanup_monitor_config(parse_schedule(schedule)) == {
+        "schedule": sentry_schedule,
+        "timezone": "UTC",
+        "checkin_margin": margin,
+        "max_runtime": max_runtime,
+        "failure_issue_threshold": 1,
+        "recovery_threshold": recovery,
+    }
+
+
+# --- off without a DSN, and quiet about it ------------------------------------
+def _django_process(env_overrides: dict[str, str], code: str) -> subprocess.CompletedProcess:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SENTRY_", "HEROKU_")) and k != "DJANGO_SETTINGS_MODULE"
+    }
+    env.update(DJANGO_SETTINGS_MODULE="config.settings", **env_overrides)
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_sentry_is_off_and_silent_without_dsn():
+    code = "import sentry_sdk; print(sentry_sdk.get_client().is_active())"
+    for overrides in ({}, {"SENTRY_DSN": ""}):
+        done = _django_process(overrides, code)
+        assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "False", "")
+
+
+def test_environment_defaults_to_production_and_release_is_the_slug_commit():
+    code = (
+        "import sentry_sdk; o = sentry_sdk.get_client().options;"
+        " print(o['environment'], o['release'], o['server_name'],"
+        " sentry_sdk.get_client().should_send_default_pii())"
+    )
+    dsn = "http://0123456789abcdef0123456789abcdef@127.0.0.1:9/1"
+    done = _django_process(
+        {"SENTRY_DSN": dsn, "HEROKU_SLUG_COMMIT": "abc123def", "DYNO": "worker.1"}, code
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.split() == ["production", "abc123def", "worker.1", "False"]
+
+    done = _django_process({"SENTRY_DSN": dsn, "SENTRY_ENVIRONMENT": "staging"}, code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "staging"
+
+
+def test_bad_traces_sample_rate_stops_start_up():
+    done = _django_process({"SENTRY_TRACES_SAMPLE_RATE": "2"}, "pass")
+    assert done.returncode != 0
+    assert "SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1" in done.stderr
+
+
+# --- the real SDK in this process --------------------------------------------
+@pytest.fixture
+def collector():
+    with SentryCollector() as server:
+        yield server
+
+
+@pytest.fixture
+def sentry(collector, monkeypatch):
+    """Initialise Sentry here as settings.py would, with this test's secrets."""
+    monkeypatch.setattr(config.sentry, "_build_options", None)
+    monkeypatch.setattr(config.sentry, "_initialised_pid", None)
+
+    def start(**overrides) -> None:
+        options = dict(
+            dsn=collector.dsn,
+            environment="test",
+            release="test-release",
+            server_name="test-host",
+            secrets=[
+                settings.SECRET_KEY,
+                settings.CLOUDCUBE_SECRET_ACCESS_KEY,
+                settings.CLOUDCUBE_ACCESS_KEY_ID,
+                REDIS_PASSWORD,
+            ],
+        )
+        options.update(overrides)
+        assert init_sentry(**options)
+
+    yield start
+    sentry_sdk.flush(timeout=5)
+    sentry_sdk.get_client().close()
+    sentry_sdk.get_global_scope().set_client(None)
+
+
+def _signed_url() -> str:
+    from viral_clips.s3 import cloudcube_client
+
+    return cloudcube_client().generate_presigned_url(
+        "get_object",
+        Params={"Bucket": settings.CLOUDCUBE.bucket, "Key": "testcube/public/clip.mp4"},
+        ExpiresIn=300,
+    )
+
+
+def test_no_secret_leaves_in_events_breadcrumbs_transactions_or_check_ins(sentry, collector):
+    sentry(traces_sample_rate=1.0)
+    secret_key = settings.SECRET_KEY
+    cloudcube_secret = settings.CLOUDCUBE_SECRET_ACCESS_KEY
+    redis_url = f"redis://default:{quote(REDIS_PASSWORD, safe='')}@redis.example:6379/0"
+    signed = _signed_url()
+    signature = signed.split("X-Amz-Signature=")[1].split("&")[0]
+    assert settings.CLOUDCUBE_ACCESS_KEY_ID in signed  # in X-Amz-Credential
+
+    log = logging.getLogger("koolclips.test")
+    # A breadcrumb (warning) and an event (error) from logging.
+    log.warning("fetched %s", signed)
+    log.error("cannot reach Redis at %s (key %s)", redis_url, secret_key)
+    sentry_sdk.add_breadcrumb(category="s3", message=signed, data={"url": signed})
+
+    # An exception whose message and local variables hold secrets.
+    def connect(aws_secret_access_key: str, settings_blob: dict) -> None:
+        raise RuntimeError(f"S3 refused credentials {aws_secret_access_key}")
+
+    try:
+        connect(cloudcube_secret, {"nested": {"value": f"pw={REDIS_PASSWORD}"}})
+    except RuntimeError:
+        sentry_sdk.capture_exception()
+
+    # A transaction with a span that describes a signed URL.
+    with sentry_sdk.start_transaction(name="download", op="task"):
+        with sentry_sdk.start_span(op="http.client", name=f"GET {signed}"):
+            pass
+    capture_checkin(monitor_slug="scrub-test", status="ok")
+    sentry_sdk.flush(timeout=10)
+
+    types = [item.type for _, item in collector.items()]
+    assert types.count("event") == 2 and "transaction" in types and "check_in" in types
+    received = collector.raw_bytes()
+    for name, value in {
+        "DJANGO_SECRET_KEY": secret_key,
+        "CLOUDCUBE_SECRET_ACCESS_KEY": cloudcube_secret,
+        "CLOUDCUBE_ACCESS_KEY_ID": settings.CLOUDCUBE_ACCESS_KEY_ID,
+        "Redis password": REDIS_PASSWORD,
+        "Redis password, URL-encoded": quote(REDIS_PASSWORD, safe=""),
+        "signed URL signature": signature,
+    }.items():
+        assert value.encode() not in received, f"{name} reached Sentry"
+    # Scrubbed, not dropped: the surrounding text still arrives.
+    assert b"X-Amz-Signature=[Filtered]" in received
+    assert b"S3 refused credentials [Filtered]" in received
+    assert b"cannot reach Redis at redis://default:[Filtered]@redis.example" in received
+
+
+def test_scrubber_replaces_values_in_nested_payloads_and_keeps_the_rest():
+    scrubber = SecretScrubber(["s3cr3t-value-123", "short", None, ""])
+    event = {
+        "message": "token s3cr3t-value-123 used",
+        "extra": {"list": ["a", ("s3cr3t-value-123",)], "s3cr3t-value-123": 1},
+        "url": "https://x.s3.amazonaws.com/k?AWSAccessKeyId=AKIA1&Signature=abc%2F&Expires=9",
+        "n": 5,
+    }
+    assert scrubber.scrub(event) == {
+        "message": "token [Filtered] used",
+        "extra": {"list": ["a", ("[Filtered]",)], "[Filtered]": 1},
+        "url": "https://x.s3.amazonaws.com/k?AWSAccessKeyId=[Filtered]&Signature=[Filtered]&Expires=9",
+        "n": 5,
+    }
+    # Too short to scrub by value without garbling every event.
+    assert scrubber.scrub_text("short") == "short"
+
+
+PARTIAL_BUCKET = "koolclips-sentry-inprocess"
+
+
+def test_manual_partial_run_is_a_warning_without_check_in(
+    sentry, collector, s3_server, db, monkeypatch
+):
+    s3_server.create_bucket(PARTIAL_BUCKET)
+    s3_server.clear(PARTIAL_BUCKET)
+    deny_deletes_under(s3_server, PARTIAL_BUCKET, "testcube/public/locked/")
+    try:
+        old = datetime.now(UTC) - timedelta(days=30)
+        for key in ("clips/a.mp4", "locked/1.mp4", "locked/2.mp4", "locked/3.mp4", "locked/4.mp4"):
+            s3_server.put(PARTIAL_BUCKET, f"testcube/public/{key}", b"x", old)
+        monkeypatch.setattr(
+            settings,
+            "CLOUDCUBE",
+            parse_cloudcube_url(s3_server.cloudcube_url(PARTIAL_BUCKET, "testcube")),
+        )
+        sentry()
+        from viral_clips.tasks import scheduled_cloudcube_cleanup
+
+        result = scheduled_cloudcube_cleanup.apply(kwargs={"trigger": "manual"}).get()
+        sentry_sdk.flush(timeout=10)
+    finally:
+        allow_deletes(s3_server, PARTIAL_BUCKET)
+        s3_server.clear(PARTIAL_BUCKET)
+
+    assert result["status"] == "partial"
+    [(event, _)] = collector.events()
+    assert event["level"] == "warning"
+    assert event["message"] == (
+        f"Cloudcube cleanup run #{result['run_id']} was partial: 4 of 5 expired files could"
+        " not be deleted (AccessDenied testcube/public/locked/1.mp4, AccessDenied"
+        " testcube/public/locked/2.mp4, AccessDenied testcube/public/locked/3.mp4 and 1 more)"
+    )
+    assert event["fingerprint"] == ["cloudcube-cleanup-partial", "testcube"]
+    assert event["tags"]["cleanup.trigger"] == "manual"
+    assert len(event["contexts"]["cleanup_run"]["errors"]) == 4
+    assert collector.check_ins() == []  # not dispatched by beat: no monitor check-in
+
+
+def test_skipped_duplicate_run_checks_in_ok_without_event(sentry, collector, db):
+    """A run the task ends as `skipped` (a duplicate of a running one) is no error."""
+    from celery import shared_task
+
+    @shared_task(bind=True, name="tests.skipped_cleanup")
+    @report_cleanup_to_sentry
+    def skipped_cleanup(self, retention_days=None, dry_run=False, trigger="schedule"):
+        run = CleanupRun.objects.create(
+            trigger=trigger,
+            retention_days=5,
+            status=CleanupRun.Status.SKIPPED,
+            task_id=self.request.id,
+            detail="another run of this slot is running",
+        )
+        return {"run_id": run.pk, "status": run.status}
+
+    sentry()
+    task_id = str(uuid.uuid4())
+    headers = {CHECK_IN_HEADER: uuid.UUID(task_id).hex, STARTED_HEADER: time.time() - 2}
+    result = skipped_cleanup.apply(task_id=task_id, headers=headers).get()
+    sentry_sdk.flush(timeout=10)
+
+    assert result["status"] == "skipped"
+    assert collector.events() == []
+    [(check_in, _)] = collector.check_ins()
+    assert check_in["check_in_id"] == uuid.UUID(task_id).hex
+    assert check_in["monitor_slug"] == MONITOR_SLUG
+    assert check_in["status"] == "ok"
+    assert check_in["duration"] >= 2
