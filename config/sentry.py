@@ -167,7 +167,7 @@ def init_sentry(
                 # monitoring sets neither and skips sub-minute intervals).
                 CeleryIntegration(monitor_beat_tasks=False),
                 RedisIntegration(),
-                # Warnings and up as breadcrumbs' context, errors as events.
+                # INFO and up become breadcrumbs, ERROR and up events.
                 LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
             ],
             "traces_sample_rate": traces_sample_rate or None,
@@ -225,7 +225,6 @@ def _report_beat_exit() -> None:
         # running but schedules nothing until it restarts.
         with sentry_sdk.new_scope() as scope:
             scope.set_level("fatal")
-            scope.set_tag("process", "celery-beat")
             scope.set_context(
                 "embedded_beat",
                 {

@@ -304,3 +304,54 @@ def test_skipped_duplicate_run_checks_in_ok_without_event(sentry, collector, db)
     assert check_in["monitor_slug"] == MONITOR_SLUG
     assert check_in["status"] == "ok"
     assert check_in["duration"] >= 2
+
+
+FORKED_CHILD_SCRIPT = """
+import os, sys
+import django
+django.setup()  # settings start Sentry, as in every process of the app
+import sentry_sdk
+from config.sentry import reinit_in_forked_child
+
+sentry_sdk.capture_message("parent, before the fork")
+sentry_sdk.flush(timeout=10)  # the parent now holds an open connection to Sentry
+pid = os.fork()
+if pid == 0:
+    # What Celery's embedded beat child does first: close every inherited
+    # descriptor but stdio, the parent's Sentry connection included.
+    os.closerange(3, 65536)
+    reinit_in_forked_child("celery-beat")
+    sentry_sdk.capture_message("child, after the fork")
+    sentry_sdk.flush(timeout=10)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print(pid, status)
+"""
+
+
+def test_forked_child_that_closed_its_inherited_connection_still_delivers(collector):
+    """The harsh case for a forked process: its parent had a live connection to
+    Sentry, and the child closed every inherited descriptor (as the beat child
+    does). A client of its own, started in the child, delivers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SENTRY_", "HEROKU_")) and k != "DJANGO_SETTINGS_MODULE"
+    }
+    env.update(DJANGO_SETTINGS_MODULE="config.settings", SENTRY_DSN=collector.dsn)
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_CHILD_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    child_pid, status = map(int, done.stdout.split())
+    assert status == 0
+    by_message = {e["message"]: (e, pid) for e, pid in collector.events()}
+    assert set(by_message) == {"parent, before the fork", "child, after the fork"}
+    child_event, sender = by_message["child, after the fork"]
+    assert sender == child_pid
+    assert child_event["tags"]["process"] == "celery-beat"
