@@ -355,3 +355,24 @@ def test_forked_child_that_closed_its_inherited_connection_still_delivers(collec
     child_event, sender = by_message["child, after the fork"]
     assert sender == child_pid
     assert child_event["tags"]["process"] == "celery-beat"
+
+
+def test_run_interrupted_for_a_shutdown_leaves_its_check_in_open(sentry, collector, db):
+    """Stopped between batches, the run resumes when the task is redelivered under
+    the same id: that delivery, not this one, closes the check-in."""
+    from celery import shared_task
+
+    from viral_clips.cleanup import CleanupInterrupted
+
+    @shared_task(bind=True, name="tests.interrupted_cleanup")
+    @report_cleanup_to_sentry
+    def interrupted_cleanup(self, retention_days=None, dry_run=False, trigger="schedule"):
+        raise CleanupInterrupted(run_id=1)
+
+    sentry()
+    task_id = str(uuid.uuid4())
+    headers = {CHECK_IN_HEADER: uuid.UUID(task_id).hex, STARTED_HEADER: time.time()}
+    interrupted_cleanup.apply(task_id=task_id, headers=headers)
+    sentry_sdk.flush(timeout=10)
+
+    assert collector.check_ins() == []

@@ -42,6 +42,7 @@ from sentry_sdk.crons import MonitorStatus, capture_checkin
 
 from config.celery import CLEANUP_ENTRY
 from config.schedule import ParsedSchedule
+from viral_clips.cleanup import CleanupInterrupted
 from viral_clips.models import CleanupRun
 
 logger = logging.getLogger(__name__)
@@ -180,7 +181,12 @@ def report_cleanup_to_sentry(run_task: Callable[..., Any]) -> Callable[..., Any]
         _set_tags("running", context["trigger"], context["cube"])
         try:
             result = run_task(task, *args, **kwargs)
+        except CleanupInterrupted:
+            # Stopped between batches for a shutdown: the redelivered task (same
+            # id, so same check-in) resumes the run and closes the check-in.
+            raise
         except Exception:
+            _set_tags(CleanupRun.Status.FAILED, context["trigger"], context["cube"])
             _describe_failed_run(request.id)
             _finish_check_in(check_in_id, started_at, MonitorStatus.ERROR)
             raise  # Sentry's Celery integration captures it: the one error event
