@@ -7,6 +7,7 @@ backend, tens of thousands of objects a second, instead of over HTTP.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -83,31 +84,38 @@ class LocalS3Server:
         if bucket in self.backend.buckets:
             self.backend.buckets[bucket].keys.clear()
 
-    @contextmanager
-    def refuse_deletes(self, keys: Iterable[str]) -> Iterator[set[str]]:
-        """While active, the server refuses to delete these keys.
+    def deny_deletes(self, bucket: str, patterns: Iterable[str]) -> None:
+        """Deny s3:DeleteObject on these keys (`*` and `?` are wildcards) by a
+        bucket policy, as a real bucket's policy would.
 
-        moto only refuses a key (its own AccessDeniedByLock, reported per key
-        in a DeleteObjects response) for a locked object *version*; real S3
-        also refuses unversioned keys, e.g. under a bucket policy. This makes
-        the server answer so for the given keys, over the same HTTP and XML.
+        moto's server evaluates the policy for every key of a DeleteObjects
+        request and answers each denied key with a per-key AccessDenied error,
+        which is what a partial cleanup meets on S3.
         """
-        from moto.s3.exceptions import AccessDeniedByLock
-        from moto.s3.models import S3Backend
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:DeleteObject",
+                    "Resource": [f"arn:aws:s3:::{bucket}/{p}" for p in patterns],
+                }
+            ],
+        }
+        self.backend.put_bucket_policy(bucket, json.dumps(policy).encode())
 
-        refused = set(keys)
-        original = S3Backend.delete_object
+    def allow_deletes(self, bucket: str) -> None:
+        self.backend.delete_bucket_policy(bucket)
 
-        def delete_object(backend, bucket_name, key_name, *args, **kwargs):
-            if key_name in refused:
-                raise AccessDeniedByLock
-            return original(backend, bucket_name, key_name, *args, **kwargs)
-
-        S3Backend.delete_object = delete_object
+    @contextmanager
+    def refuse_deletes(self, keys: Iterable[str], bucket: str) -> Iterator[None]:
+        """While active, the server refuses to delete exactly these keys."""
+        self.deny_deletes(bucket, keys)
         try:
-            yield refused
+            yield
         finally:
-            S3Backend.delete_object = original
+            self.allow_deletes(bucket)
 
     def __enter__(self) -> LocalS3Server:
         return self.start()

@@ -216,7 +216,7 @@ def test_per_key_delete_errors_are_counted_reported_and_make_the_run_partial(cub
     keys = [cube.put(f"testcube/public/clips/{i:04d}.mp4", b"e" * 4, age=OLD) for i in range(1200)]
     refused = keys[5:8] + keys[1100:1130]
 
-    with s3_server.refuse_deletes(refused):
+    with s3_server.refuse_deletes(refused, cube.bucket):
         report = run_cleanup(5, client=client)
 
     assert sorted(cube.keys()) == sorted(refused)
@@ -236,7 +236,7 @@ def test_per_key_delete_errors_are_counted_reported_and_make_the_run_partial(cub
 def test_a_run_where_every_delete_fails_is_failed(cube, s3, s3_server):
     client, _ = s3
     keys = [cube.put(f"testcube/public/clips/{i}.mp4", age=OLD) for i in range(3)]
-    with s3_server.refuse_deletes(keys):
+    with s3_server.refuse_deletes(keys, cube.bucket):
         report = run_cleanup(5, client=client)
     assert report.status == "failed"
     assert sorted(cube.keys()) == sorted(keys)

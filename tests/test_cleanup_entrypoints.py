@@ -52,7 +52,7 @@ def test_task_logs_the_exact_start_and_completion_lines(cube, caplog, settings):
 @pytest.mark.django_db
 def test_task_raises_when_the_run_failed(cube, s3_server):
     key = cube.put("testcube/public/clips/a.mp4", age=OLD)
-    with s3_server.refuse_deletes([key]):
+    with s3_server.refuse_deletes([key], cube.bucket):
         outcome = scheduled_cloudcube_cleanup.apply(kwargs={"retention_days": 5})
     assert isinstance(outcome.result, CleanupFailed)
     assert CleanupRun.objects.get().status == "failed"
@@ -90,12 +90,12 @@ def test_command_summary_dry_run_and_real_run(cube, capsys):
 @pytest.mark.django_db
 def test_command_exit_status_reflects_partial_and_failed_runs(cube, s3_server, capsys):
     keys = [cube.put(f"testcube/public/clips/{i}.mp4", age=OLD) for i in range(3)]
-    with s3_server.refuse_deletes(keys[:1]), pytest.raises(CommandError) as partial:
+    with s3_server.refuse_deletes(keys[:1], cube.bucket), pytest.raises(CommandError) as partial:
         call_command("cloudcube_cleanup")
     assert partial.value.returncode == 2
     assert "could not delete 'testcube/public/clips/0.mp4': AccessDenied" in capsys.readouterr().err
 
-    with s3_server.refuse_deletes(keys[:1]), pytest.raises(CommandError) as failed:
+    with s3_server.refuse_deletes(keys[:1], cube.bucket), pytest.raises(CommandError) as failed:
         call_command("cloudcube_cleanup")
     assert failed.value.returncode == 1
 

@@ -24,7 +24,6 @@ import config.sentry
 from config.cloudcube import parse_cloudcube_url
 from config.schedule import parse_schedule
 from config.sentry import SecretScrubber, init_sentry
-from tests.support.s3_policies import allow_deletes, deny_deletes_under
 from tests.support.sentry_collector import SentryCollector
 from viral_clips.models import CleanupRun
 from viral_clips.monitoring import (
@@ -242,7 +241,7 @@ def test_manual_partial_run_is_a_warning_without_check_in(
 ):
     s3_server.create_bucket(PARTIAL_BUCKET)
     s3_server.clear(PARTIAL_BUCKET)
-    deny_deletes_under(s3_server, PARTIAL_BUCKET, "testcube/public/locked/")
+    s3_server.deny_deletes(PARTIAL_BUCKET, ["testcube/public/locked/*"])
     try:
         old = datetime.now(UTC) - timedelta(days=30)
         for key in ("clips/a.mp4", "locked/1.mp4", "locked/2.mp4", "locked/3.mp4", "locked/4.mp4"):
@@ -258,7 +257,7 @@ def test_manual_partial_run_is_a_warning_without_check_in(
         result = scheduled_cloudcube_cleanup.apply(kwargs={"trigger": "manual"}).get()
         sentry_sdk.flush(timeout=10)
     finally:
-        allow_deletes(s3_server, PARTIAL_BUCKET)
+        s3_server.allow_deletes(PARTIAL_BUCKET)
         s3_server.clear(PARTIAL_BUCKET)
 
     assert result["status"] == "partial"

@@ -18,7 +18,6 @@ import pytest
 
 from devstack.ports import free_port
 from tests.support.processes import ProcfileProcess
-from tests.support.s3_policies import allow_deletes, deny_deletes_under
 from tests.support.sentry_collector import SentryCollector
 from viral_clips.models import CleanupRun
 
@@ -241,13 +240,13 @@ def locked_cube(s3_server):
     """A cube where S3 refuses to delete anything under public/locked/ (bucket policy)."""
     s3_server.create_bucket(PARTIAL_BUCKET)
     s3_server.clear(PARTIAL_BUCKET)
-    deny_deletes_under(s3_server, PARTIAL_BUCKET, "testcube/public/locked/")
+    s3_server.deny_deletes(PARTIAL_BUCKET, ["testcube/public/locked/*"])
     old = datetime.now(UTC) - timedelta(days=10)
     for name in ("clips/a.mp4", "clips/b.mp4", "clips/c.mp4", "locked/x.mp4", "locked/y.mp4"):
         s3_server.put(PARTIAL_BUCKET, f"testcube/public/{name}", b"0123456789", old)
     s3_server.put(PARTIAL_BUCKET, "testcube/public/clips/new.mp4", b"new")
     yield s3_server
-    allow_deletes(s3_server, PARTIAL_BUCKET)
+    s3_server.allow_deletes(PARTIAL_BUCKET)
     s3_server.clear(PARTIAL_BUCKET)
 
 
@@ -265,7 +264,7 @@ def test_partial_run_is_a_warning_and_a_successful_run_checks_in_ok(
         )
         assert partial is not None, worker.output()
         # Lift the policy: the next run deletes the two remaining old files.
-        allow_deletes(locked_cube, PARTIAL_BUCKET)
+        locked_cube.allow_deletes(PARTIAL_BUCKET)
         succeeded = collector.wait_for(
             lambda: first_reported_run(
                 collector, status=CleanupRun.Status.SUCCEEDED, files_deleted=2
