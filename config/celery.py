@@ -11,11 +11,15 @@ import os
 
 from celery import Celery, signature
 
+from config.beat_supervisor import BeatSupervisor
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("koolclips")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Restart the embedded beat inside the worker whenever it dies.
+app.steps["worker"].add(BeatSupervisor)
 
 CLEANUP_ENTRY = "scheduled-cloudcube-cleanup"
 
@@ -28,6 +32,12 @@ def register_beat_entries(sender: Celery, **kwargs) -> None:
     module while settings may still be importing).
     """
     from django.conf import settings
+
+    # RedBeat looks its settings up without the CELERY_ namespace, and falls
+    # back to the broker's (with a deprecation warning) when it cannot see them.
+    for name in dir(settings):
+        if name.startswith("CELERY_REDBEAT_"):
+            sender.conf[name.removeprefix("CELERY_").lower()] = getattr(settings, name)
 
     # Schedule and retention come from CLEANUP_SCHEDULE / CLEANUP_RETENTION_DAYS.
     sender.add_periodic_task(

@@ -186,14 +186,47 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_REDIRECT_STDOUTS = False
 
-CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+# Late acknowledgement: a cleanup whose worker dies mid-run is delivered again
+# (re-listing is idempotent: what was deleted is simply gone). A message not
+# acknowledged within the visibility timeout is redelivered, so it must exceed
+# the longest run (minutes; Sentry's monitor allows 60) - Redis's default, 1 h.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Heroku: SIGTERM to every process, SIGKILL 30 s later. The cleanup stops
+# between batches on SIGTERM and is re-queued; what is still running after
+# this many seconds is cancelled and re-queued (Celery's soft shutdown).
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 20.0
+
+# Beat: RedBeat, with its lock held in Redis (config/beat.py).
+CELERY_BEAT_SCHEDULER = "config.beat.KoolclipsScheduler"
 CELERY_REDBEAT_REDIS_URL = REDIS_URL
 CELERY_REDBEAT_REDIS_USE_SSL = REDIS_SSL_OPTIONS
 CELERY_REDBEAT_KEY_PREFIX = env.str("REDBEAT_KEY_PREFIX", default="koolclips:redbeat:")
-# Beat wakes at least every loop interval and extends its lock each time; a
-# holder that dies is replaced once the lock expires.
+# Why 5 s and 25 s:
+# - Beat wakes at least every loop interval and extends its lock to the full
+#   lock timeout each time, so a healthy holder has 25 s of slack: it would
+#   have to miss four ticks in a row (a 20 s stall) to lose the lock.
+# - A holder that dies without releasing (SIGKILL, R15, a lost dyno) is
+#   replaced when its lock expires: at most 25 s after its last tick, plus up
+#   to one loop interval for a standby beat's next attempt (it retries every
+#   loop interval): under 30 s. A clean stop (SIGTERM) releases the lock at
+#   once and a standby takes over within one loop interval.
+# - A 5 s loop costs one small Redis round trip a tick: nothing.
+# Celery's defaults (300 s loop, RedBeat's 5 x loop = 25 min lock) would leave
+# the app without a scheduler for up to 25 minutes after a crash.
 CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("BEAT_MAX_LOOP_INTERVAL", default=5)
 CELERY_REDBEAT_LOCK_TIMEOUT = env.int("REDBEAT_LOCK_TIMEOUT", default=25)
+if CELERY_REDBEAT_LOCK_TIMEOUT < 2 * CELERY_BEAT_MAX_LOOP_INTERVAL:
+    raise ImproperlyConfigured(
+        "REDBEAT_LOCK_TIMEOUT must be at least twice BEAT_MAX_LOOP_INTERVAL,"
+        " or a healthy scheduler can lose its lock between two ticks"
+    )
+# A scheduled cleanup slot, once claimed, is remembered this long in Redis
+# (viral_clips/run_guard.py), and a running cleanup holds the overlap guard at
+# most this long if its worker dies without releasing it.
+CLEANUP_SLOT_TTL_SECONDS = 7 * 24 * 3600
+CLEANUP_RUN_GUARD_TTL_SECONDS = env.int("CLEANUP_RUN_GUARD_TTL_SECONDS", default=3600)
 
 # --- Email ------------------------------------------------------------------
 ADMINS = [("koolclips admin", a) for a in env.list("DJANGO_ADMIN_EMAILS", default=[])]

@@ -29,7 +29,7 @@ MB = 1024 * 1024
 
 
 @pytest.mark.django_db
-def test_task_logs_the_exact_start_and_completion_lines(cube, caplog, settings):
+def test_task_logs_the_exact_start_and_completion_lines(cube, caplog, settings, redis_client):
     settings.CLEANUP_RETENTION_DAYS = 5
     cube.put("testcube/public/clips/a.mp4", b"a" * (MB // 2), age=OLD)
     cube.put("testcube/public/clips/b.mp4", b"b" * MB, age=OLD)
@@ -50,7 +50,7 @@ def test_task_logs_the_exact_start_and_completion_lines(cube, caplog, settings):
 
 
 @pytest.mark.django_db
-def test_task_raises_when_the_run_failed(cube, s3_server):
+def test_task_raises_when_the_run_failed(cube, s3_server, redis_client):
     key = cube.put("testcube/public/clips/a.mp4", age=OLD)
     with s3_server.refuse_deletes([key], cube.bucket):
         outcome = scheduled_cloudcube_cleanup.apply(kwargs={"retention_days": 5})
@@ -59,7 +59,7 @@ def test_task_raises_when_the_run_failed(cube, s3_server):
 
 
 @pytest.mark.django_db
-def test_task_refuses_bad_retention_and_deletes_nothing(cube):
+def test_task_refuses_bad_retention_and_deletes_nothing(cube, redis_client):
     cube.put("testcube/public/clips/a.mp4", age=OLD)
     outcome = scheduled_cloudcube_cleanup.apply(kwargs={"retention_days": 0})
     assert "at least 1" in str(outcome.result)

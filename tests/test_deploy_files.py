@@ -18,7 +18,13 @@ def test_procfile_has_exactly_release_web_worker():
     assert commands["web"].startswith("gunicorn config.wsgi")
     worker = commands["worker"]
     assert worker.startswith("celery -A config worker --beat")
-    assert "redbeat.RedBeatScheduler" in worker
+    # RedBeat's scheduler, extended (config/beat.py).
+    assert "--scheduler config.beat.KoolclipsScheduler" in worker
+    from redbeat import RedBeatScheduler
+
+    from config.beat import KoolclipsScheduler
+
+    assert issubclass(KoolclipsScheduler, RedBeatScheduler)
     assert re.search(r"--concurrency \$\{CELERY_WORKER_CONCURRENCY:-2\}", worker)
 
 

@@ -237,7 +237,7 @@ PARTIAL_BUCKET = "koolclips-sentry-inprocess"
 
 
 def test_manual_partial_run_is_a_warning_without_check_in(
-    sentry, collector, s3_server, db, monkeypatch
+    sentry, collector, s3_server, db, monkeypatch, redis_client
 ):
     s3_server.create_bucket(PARTIAL_BUCKET)
     s3_server.clear(PARTIAL_BUCKET)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sentry_sdk
+from celery.exceptions import Reject
 from celery.signals import beat_init, before_task_publish
 from django.conf import settings
 from sentry_sdk.crons import MonitorStatus, capture_checkin
@@ -181,9 +182,10 @@ def report_cleanup_to_sentry(run_task: Callable[..., Any]) -> Callable[..., Any]
         _set_tags("running", context["trigger"], context["cube"])
         try:
             result = run_task(task, *args, **kwargs)
-        except CleanupInterrupted:
-            # Stopped between batches for a shutdown: the redelivered task (same
-            # id, so same check-in) resumes the run and closes the check-in.
+        except (CleanupInterrupted, Reject):
+            # Stopped between batches for a shutdown and re-queued: the
+            # redelivered task (same id, so same check-in) resumes the run and
+            # closes the check-in.
             raise
         except Exception:
             _set_tags(CleanupRun.Status.FAILED, context["trigger"], context["cube"])

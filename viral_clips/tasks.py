@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import datetime
 
 from celery import shared_task
+from celery.exceptions import Reject
 from django.conf import settings
 
-from viral_clips.cleanup import run_cleanup
+from config.beat import SLOT_HEADER
+from config.celery import CLEANUP_ENTRY
+from viral_clips import run_guard, shutdown
+from viral_clips.cleanup import (
+    CleanupInterrupted,
+    record_skipped_run,
+    run_cleanup,
+    validate_retention_days,
+)
 from viral_clips.models import CleanupRun
 from viral_clips.monitoring import report_cleanup_to_sentry
 
@@ -30,9 +41,33 @@ def scheduled_cloudcube_cleanup(
     if retention_days is None:
         retention_days = settings.CLEANUP_RETENTION_DAYS
     logger.info("Starting scheduled Cloudcube cleanup (retention: %s days)", retention_days)
-    report = run_cleanup(
-        retention_days, dry_run=dry_run, trigger=trigger, task_id=self.request.id or ""
-    )
+    retention_days = validate_retention_days(retention_days)
+    task_id = self.request.id or uuid.uuid4().hex
+    slot = _scheduled_slot(self.request)
+
+    admission = run_guard.admit(task_id, CLEANUP_ENTRY if slot else None, slot)
+    if not admission.admitted:
+        run = record_skipped_run(
+            retention_days, dry_run, trigger, admission.reason, task_id=task_id, scheduled_for=slot
+        )
+        logger.warning("Skipped Cloudcube cleanup (run #%s): %s", run.pk, admission.reason)
+        return {"run_id": run.pk, "status": CleanupRun.Status.SKIPPED, "reason": admission.reason}
+    try:
+        with shutdown.stoppable():
+            report = run_cleanup(
+                retention_days,
+                dry_run=dry_run,
+                trigger=trigger,
+                task_id=task_id,
+                scheduled_for=slot,
+                should_stop=shutdown.requested,
+            )
+    except CleanupInterrupted as exc:
+        # Shutting down: back on the queue; the next worker resumes this run.
+        logger.warning("Cloudcube cleanup interrupted by shutdown; re-queued (%s)", exc)
+        raise Reject(str(exc), requeue=True) from exc
+    finally:
+        admission.release()
     logger.info(
         "Scheduled cleanup completed: %s %d files (%.2f MB), retained %d recent clips",
         "Would delete" if dry_run else "Deleted",
@@ -45,3 +80,13 @@ def scheduled_cloudcube_cleanup(
             f"cleanup run {report.run_id} failed: {report.error_count} key(s) could not be deleted"
         )
     return report.as_dict()
+
+
+def _scheduled_slot(request) -> datetime | None:
+    """The beat slot this message was sent for (config/beat.py), if any."""
+    headers = getattr(request, "headers", None) or {}
+    value = headers.get(SLOT_HEADER) or getattr(request, SLOT_HEADER, None)
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,95 @@
+"""Each scheduled slot runs once, and cleanups never overlap.
+
+RedBeat's lock already keeps a second scheduler from sending anything, but a
+slot can still arrive twice (a redelivered message, a takeover that raced the
+old holder, a manual press during a scheduled run). Two Redis keys, each set
+atomically with SET NX and an expiry, make the task itself refuse:
+
+* `<prefix>slot:<entry>:<slot>` — the scheduled slot was claimed (kept a week);
+* `<prefix>running` — a cleanup is running (expires on its own if a worker
+  dies without releasing it).
+
+Both hold the claiming task's id, so a redelivery of the same task (after a
+shutdown interrupted it) is let through, not skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "koolclips:cleanup:"
+RUNNING_KEY = KEY_PREFIX + "running"
+
+# Delete the key only if it still holds our token.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=5,
+        socket_timeout=5,
+        **(settings.REDIS_SSL_OPTIONS or {}),
+    )
+
+
+def slot_key(entry: str, slot: datetime) -> str:
+    return f"{KEY_PREFIX}slot:{entry}:{slot.isoformat()}"
+
+
+@dataclass
+class Admission:
+    admitted: bool
+    reason: str = ""
+    token: str = ""
+
+    def release(self) -> None:
+        """Free the overlap guard (the slot stays claimed)."""
+        if self.admitted and self.token:
+            client = redis_client()
+            try:
+                client.eval(_RELEASE, 1, RUNNING_KEY, self.token)
+            finally:
+                client.close()
+
+
+def admit(token: str, entry: str | None = None, slot: datetime | None = None) -> Admission:
+    """Claim the slot (if any) and the overlap guard for the task `token`."""
+    client = redis_client()
+    try:
+        if entry and slot:
+            key = slot_key(entry, slot)
+            if not client.set(key, token, nx=True, ex=settings.CLEANUP_SLOT_TTL_SECONDS):
+                holder = _text(client.get(key))
+                if holder != token:
+                    return Admission(False, f"slot {slot.isoformat()} already ran (task {holder})")
+        if not client.set(RUNNING_KEY, token, nx=True, ex=settings.CLEANUP_RUN_GUARD_TTL_SECONDS):
+            running = _text(client.get(RUNNING_KEY))
+            if running != token:
+                return Admission(False, f"another cleanup is running (task {running})")
+        return Admission(True, token=token)
+    finally:
+        client.close()
+
+
+def cleanup_in_progress() -> bool:
+    """Whether a cleanup holds the overlap guard right now."""
+    client = redis_client()
+    try:
+        return bool(client.exists(RUNNING_KEY))
+    finally:
+        client.close()
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
