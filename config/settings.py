@@ -175,6 +175,8 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_USE_SSL = REDIS_SSL_OPTIONS
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True  # outcomes live in CleanupRun rows, not a result backend
+# No result backend, so no nightly `celery.backend_cleanup` beat entry either.
+CELERY_RESULT_EXPIRES = None
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_TASK_SERIALIZER = "json"

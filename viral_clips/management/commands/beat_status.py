@@ -1,0 +1,76 @@
+"""`python manage.py beat_status [--json]`: who schedules, and what is next."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from viral_clips.scheduler_status import scheduler_status
+
+
+def _when(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    seconds = int((moment - now).total_seconds())
+    span = abs(seconds)
+    if span < 120:
+        amount = f"{span} s"
+    elif span < 7200:
+        amount = f"{span // 60} min"
+    elif span < 172800:
+        amount = f"{span / 3600:.1f} h"
+    else:
+        amount = f"{span / 86400:.1f} days"
+    relative = f"in {amount}" if seconds >= 0 else f"{amount} ago"
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({relative})"
+
+
+class Command(BaseCommand):
+    help = "Show which process holds the beat lock and every schedule entry's last and next run."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="Machine-readable output.")
+
+    def handle(self, *args, json: bool = False, **options) -> None:
+        try:
+            status = scheduler_status()
+        except RedisError as exc:
+            raise CommandError(f"cannot read the scheduler state from Redis: {exc}") from exc
+        if json:
+            self.stdout.write(_dumps(asdict(status)))
+            return
+        now = timezone.now()
+        if status.lock_held and status.holder:
+            h = status.holder
+            self.stdout.write(
+                f"Scheduler lock: held by {h.dyno} (host {h.hostname}, pid {h.pid}),"
+                f" expires in {status.lock_ttl_seconds} s unless renewed;"
+                f" holding since {_when(h.acquired_at, now)}"
+            )
+            self.stdout.write(f"Last tick: {_when(status.last_tick_at, now)}")
+        elif status.lock_held:
+            self.stdout.write("Scheduler lock: held, holder unknown (starting up?)")
+        else:
+            self.stdout.write(
+                self.style.WARNING("Scheduler lock: free — no beat is scheduling right now")
+            )
+        if not status.entries:
+            self.stdout.write("No schedule entries in Redis yet (no beat has started).")
+        for entry in status.entries:
+            self.stdout.write(f"\n{entry.name} ({entry.task})")
+            self.stdout.write(f"  schedule: {entry.schedule_words} [{entry.schedule}]")
+            self.stdout.write(f"  last run: {_when(entry.last_run_at, now)}")
+            self.stdout.write(f"  next run: {_when(entry.next_run_at, now)}")
+            if entry.last_status is not None:
+                self.stdout.write(f"  last outcome: {entry.last_status}")
+
+
+def _dumps(data: dict) -> str:
+    return json.dumps(
+        data, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o), indent=2
+    )
