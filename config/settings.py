@@ -205,6 +205,8 @@ CELERY_BEAT_SCHEDULER = "config.beat.KoolclipsScheduler"
 CELERY_REDBEAT_REDIS_URL = REDIS_URL
 CELERY_REDBEAT_REDIS_USE_SSL = REDIS_SSL_OPTIONS
 CELERY_REDBEAT_KEY_PREFIX = env.str("REDBEAT_KEY_PREFIX", default="koolclips:redbeat:")
+# Its own (empty) client options rather than the broker's transport options.
+CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
 # Why 5 s and 25 s:
 # - Beat wakes at least every loop interval and extends its lock to the full
 #   lock timeout each time, so a healthy holder has 25 s of slack: it would
