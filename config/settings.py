@@ -185,6 +185,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # blow the 512 MB quota. Two is plenty for a daily cleanup.
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Heroku Redis mini allows 20 connections. Remote control (`celery inspect`,
+# `celery control`) costs each worker two more (a pidbox channel and its
+# pub/sub); nothing here uses it, and beat_status reads Redis directly.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_REDIRECT_STDOUTS = False
 
@@ -227,10 +231,11 @@ if CELERY_REDBEAT_LOCK_TIMEOUT < 2 * CELERY_BEAT_MAX_LOOP_INTERVAL:
         " or a healthy scheduler can lose its lock between two ticks"
     )
 # A scheduled cleanup slot, once claimed, is remembered this long in Redis
-# (viral_clips/run_guard.py), and a running cleanup holds the overlap guard at
-# most this long if its worker dies without releasing it.
+# (viral_clips/run_guard.py). A running cleanup renews its overlap guard after
+# every listed page (well under a second on S3); a worker killed mid-run
+# leaves it to expire after this long.
 CLEANUP_SLOT_TTL_SECONDS = 7 * 24 * 3600
-CLEANUP_RUN_GUARD_TTL_SECONDS = env.int("CLEANUP_RUN_GUARD_TTL_SECONDS", default=3600)
+CLEANUP_RUN_GUARD_TTL_SECONDS = env.int("CLEANUP_RUN_GUARD_TTL_SECONDS", default=120)
 
 # --- Email ------------------------------------------------------------------
 ADMINS = [("koolclips admin", a) for a in env.list("DJANGO_ADMIN_EMAILS", default=[])]

@@ -70,8 +70,14 @@ def test_the_guard_is_released_after_a_run_and_expires_if_never_released(cube, r
     assert not run_guard.cleanup_in_progress()
     admission = run_guard.admit("task-x")
     assert admission.admitted
-    ttl = redis_client.ttl(run_guard.RUNNING_KEY)
-    assert 0 < ttl <= 3600
+    redis_client.expire(run_guard.RUNNING_KEY, 5)
+    admission.refresh()
+    assert 100 < redis_client.ttl(run_guard.RUNNING_KEY) <= 120
+    # Another task's guard is neither renewed nor released by this one.
+    other = run_guard.Admission(True, token="someone-else")
+    other.refresh()
+    other.release()
+    assert redis_client.get(run_guard.RUNNING_KEY) == b"task-x"
     admission.release()
     assert not run_guard.cleanup_in_progress()
 

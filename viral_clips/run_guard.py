@@ -6,8 +6,9 @@ old holder, a manual press during a scheduled run). Two Redis keys, each set
 atomically with SET NX and an expiry, make the task itself refuse:
 
 * `<prefix>slot:<entry>:<slot>` — the scheduled slot was claimed (kept a week);
-* `<prefix>running` — a cleanup is running (expires on its own if a worker
-  dies without releasing it).
+* `<prefix>running` — a cleanup is running. It expires CLEANUP_RUN_GUARD_TTL_SECONDS
+  after the run last made progress, so a worker killed mid-run blocks others
+  only that long (its message is redelivered later and resumes the run).
 
 Both hold the claiming task's id, so a redelivery of the same task (after a
 shutdown interrupted it) is let through, not skipped.
@@ -34,6 +35,13 @@ return 0
 """
 
 
+# Extend the key's expiry only if it still holds our token.
+_REFRESH = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(
         settings.REDIS_URL,
@@ -52,6 +60,17 @@ class Admission:
     admitted: bool
     reason: str = ""
     token: str = ""
+
+    def refresh(self) -> None:
+        """Keep the overlap guard while the run makes progress (called every page)."""
+        if self.admitted and self.token:
+            client = redis_client()
+            try:
+                client.eval(
+                    _REFRESH, 1, RUNNING_KEY, self.token, settings.CLEANUP_RUN_GUARD_TTL_SECONDS
+                )
+            finally:
+                client.close()
 
     def release(self) -> None:
         """Free the overlap guard (the slot stays claimed)."""

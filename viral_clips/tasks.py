@@ -61,6 +61,7 @@ def scheduled_cloudcube_cleanup(
                 task_id=task_id,
                 scheduled_for=slot,
                 should_stop=shutdown.requested,
+                progress=lambda scanned, deleted: admission.refresh(),
             )
     except CleanupInterrupted as exc:
         # Shutting down: back on the queue; the next worker resumes this run.
