@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import time
 from datetime import UTC, datetime
@@ -84,9 +85,18 @@ class KoolclipsScheduler(RedBeatScheduler):
         return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
 
     def close(self) -> None:
-        if self.lock is not None and self.lock.owned():
-            self._forget_holder()
-        super().close()
+        # On Heroku's SIGTERM the beat child hears it twice: from the platform
+        # (it starts closing) and from the worker stopping its Beat step. A
+        # second SIGTERM in the middle of the release killed it once here before
+        # the DEL reached Redis, and the standby waited 25 s for the lock to
+        # expire. Hold SIGTERM back until the lock is released.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            if self.lock is not None and self.lock.owned():
+                self._forget_holder()
+            super().close()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     # --- holder bookkeeping -------------------------------------------------
     def _record_tick(self) -> None:
