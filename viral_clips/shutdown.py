@@ -1,28 +1,34 @@
 """Let a running cleanup notice a shutdown and stop between batches.
 
-Heroku sends SIGTERM to every process of a dyno, pool children included, and
-SIGKILL 30 s later. In a pool child that is running a cleanup, SIGTERM only
-raises a flag: the cleanup stops after its current batch and the task is
-re-queued (viral_clips/tasks.py). An idle child exits on SIGTERM as before.
+Heroku sends SIGTERM to every process of a dyno and SIGKILL 30 s later. With
+REMAP_SIGTERM=SIGQUIT (Heroku's advice for Celery) the pool children ignore
+SIGTERM and the worker's main process runs the shutdown: it sets a flag shared
+with its children (an Event created before the pool forks). Without the remap,
+a child running a cleanup catches SIGTERM itself and sets its own flag. Either
+way the cleanup stops after its current batch and the task re-queues itself
+(viral_clips/tasks.py); an idle child exits on SIGTERM as before.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
+# Created at import, in the worker's main process, before the pool forks.
+_worker_stopping = multiprocessing.get_context("fork").Event()
 _requested = threading.Event()
 _busy = threading.Event()
 
 
 def requested() -> bool:
-    """True once this process was asked to shut down."""
-    return _requested.is_set()
+    """True once this worker (or this process) was asked to shut down."""
+    return _requested.is_set() or _worker_stopping.is_set()
 
 
 @contextmanager
@@ -35,6 +41,30 @@ def stoppable() -> Iterator[None]:
         _busy.clear()
 
 
+@worker_shutting_down.connect(weak=False)
+def _on_worker_shutting_down(**kwargs) -> None:
+    _worker_stopping.set()
+
+
+@worker_ready.connect(weak=False)
+def _flag_on_stop_signals(**kwargs) -> None:
+    """In the worker's main process: raise the shared flag as soon as a stop
+    signal arrives. Celery's own handler first waits out the soft shutdown and
+    only then sends worker_shutting_down: too late to stop a running cleanup."""
+    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum, frame, previous=previous) -> None:
+            _worker_stopping.set()
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        signal.signal(sig, handler)
+
+
 def _on_sigterm(signum, frame) -> None:
     _requested.set()
     if not _busy.is_set():
@@ -45,4 +75,5 @@ def _on_sigterm(signum, frame) -> None:
 
 @worker_process_init.connect(weak=False)
 def install_handler(**kwargs) -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _on_sigterm)
