@@ -1,0 +1,77 @@
+"""Everything the staff dashboard shows, gathered in one place for a thin view.
+
+Each part is fetched on its own: Redis or the cube being down costs only the
+part that needs it, and the page says which part and why (the exception's
+type only; messages can carry hosts or URLs).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from config.celery import CLEANUP_ENTRY, WEEKLY_REPORT_ENTRY
+from viral_clips.cube_stats import CubeStats, cube_stats
+from viral_clips.models import CleanupRun
+from viral_clips.run_now import CleanupActivity, current_activity
+from viral_clips.storage_chart import storage_chart_svg
+
+logger = logging.getLogger(__name__)
+
+RECENT_RUNS = 20
+
+
+@dataclass
+class Dashboard:
+    schedule_words: str
+    schedule_raw: str
+    retention_days: int
+    report_schedule_words: str
+    runs: list[CleanupRun]
+    chart: str
+    now: datetime
+    scheduler: Any = None  # viral_clips.scheduler_status.SchedulerStatus
+    cleanup_entry: Any = None  # its entry for the cleanup
+    report_entry: Any = None  # its entry for the weekly report
+    cube: CubeStats | None = None
+    activity: CleanupActivity | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _attempt(errors: dict[str, str], part: str, fetch):
+    try:
+        return fetch()
+    except Exception as exc:  # noqa: BLE001 - one broken part must not break the page
+        logger.warning("dashboard: %s unavailable (%s)", part, type(exc).__name__)
+        errors[part] = type(exc).__name__
+        return None
+
+
+def build_dashboard() -> Dashboard:
+    from viral_clips.scheduler_status import scheduler_status
+
+    errors: dict[str, str] = {}
+    runs = list(CleanupRun.objects.order_by("-started_at")[:RECENT_RUNS])
+    board = Dashboard(
+        schedule_words=settings.CLEANUP_SCHEDULE.describe(),
+        schedule_raw=settings.CLEANUP_SCHEDULE.raw,
+        retention_days=settings.CLEANUP_RETENTION_DAYS,
+        report_schedule_words=settings.WEEKLY_REPORT_SCHEDULE.describe(),
+        runs=runs,
+        chart=storage_chart_svg(runs),
+        now=timezone.now(),
+        errors=errors,
+    )
+    board.scheduler = _attempt(errors, "scheduler", scheduler_status)
+    if board.scheduler is not None:
+        entries = {entry.name: entry for entry in board.scheduler.entries}
+        board.cleanup_entry = entries.get(CLEANUP_ENTRY)
+        board.report_entry = entries.get(WEEKLY_REPORT_ENTRY)
+    board.cube = _attempt(errors, "cube", cube_stats)
+    board.activity = _attempt(errors, "activity", current_activity)
+    return board
