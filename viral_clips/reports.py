@@ -103,7 +103,7 @@ def render_weekly_report(report: WeeklyReport) -> tuple[str, str]:
     """(subject, plain-text body)."""
     failures = report.failures
     subject = (
-        f"koolclips weekly cleanup report: {_plural(len(report.real_runs), 'run')},"
+        f"koolclips weekly cleanup report: {_plural(len(report.real_runs), 'cleanup run')},"
         f" {_plural(report.files_deleted, 'file')} deleted, {report.mb_freed:,.1f} MB freed,"
         f" {_plural(len(failures), 'failure')}"
     )

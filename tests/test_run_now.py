@@ -1,0 +1,123 @@
+"""Run now / Dry run: queue the cleanup with trigger `manual`, never a duplicate."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from celery.signals import task_postrun
+from django.conf import settings
+from django.utils import timezone
+
+from devstack.ports import free_port
+from tests.support.runs import make_run
+from viral_clips.cube_stats import CACHE_KEY
+from viral_clips.models import CleanupRun
+from viral_clips.run_now import (
+    PENDING_KEY,
+    PENDING_TIMEOUT,
+    RUNNING_STALE_AFTER,
+    current_activity,
+    release_pending,
+    request_cleanup,
+)
+from viral_clips.tasks import scheduled_cloudcube_cleanup
+
+pytestmark = pytest.mark.django_db
+
+
+def queued_messages(client) -> list[dict]:
+    """The task messages waiting in the broker's default queue (kombu's Redis list)."""
+    found = []
+    for raw in client.lrange("celery", 0, -1):
+        message = json.loads(raw)
+        args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+        found.append({"task": message["headers"]["task"], "id": message["headers"]["id"], **kwargs})
+    return found
+
+
+def test_a_press_queues_the_task_with_trigger_manual(redis_client):
+    result = request_cleanup(dry_run=True, requested_by="ops")
+    assert result.queued
+    assert queued_messages(redis_client) == [
+        {
+            "task": "viral_clips.tasks.scheduled_cloudcube_cleanup",
+            "id": result.task_id,
+            "retention_days": settings.CLEANUP_RETENTION_DAYS,
+            "dry_run": True,
+            "trigger": "manual",
+        }
+    ]
+    activity = current_activity()
+    assert (activity.state, activity.dry_run, activity.requested_by) == ("queued", True, "ops")
+    # The marker cannot outlive its timeout: nothing blocks the buttons for ever.
+    assert 0 < redis_client.ttl(PENDING_KEY) <= PENDING_TIMEOUT
+
+
+def test_a_second_press_while_queued_queues_nothing(redis_client):
+    first = request_cleanup(dry_run=False, requested_by="ops")
+    second = request_cleanup(dry_run=True, requested_by="lead")
+    assert first.queued and not second.queued
+    assert second.busy.state == "queued"
+    assert second.busy.requested_by == "ops"
+    assert "queued" in second.busy.describe()
+    assert len(queued_messages(redis_client)) == 1
+
+
+@pytest.mark.parametrize("trigger", ["schedule", "manual", "command"])
+def test_a_press_while_a_run_is_running_queues_nothing(redis_client, trigger):
+    run = make_run(timezone.now() - timedelta(minutes=3), duration=None, trigger=trigger,
+                   status=CleanupRun.Status.RUNNING)  # fmt: skip
+    result = request_cleanup(dry_run=True, requested_by="ops")
+    assert not result.queued
+    assert (result.busy.state, result.busy.run_id) == ("running", run.pk)
+    assert f"is running, run #{run.pk}" in result.busy.describe()
+    assert queued_messages(redis_client) == []
+    assert not redis_client.exists(PENDING_KEY)
+
+
+def test_a_stale_running_row_does_not_block_for_ever(redis_client):
+    make_run(timezone.now() - RUNNING_STALE_AFTER - timedelta(minutes=1), duration=None,
+             status=CleanupRun.Status.RUNNING)  # fmt: skip
+    assert request_cleanup(dry_run=True, requested_by="ops").queued
+
+
+def test_an_expired_marker_frees_the_buttons(redis_client):
+    assert request_cleanup(dry_run=True, requested_by="ops").queued
+    redis_client.pexpire(PENDING_KEY, 1)  # as if PENDING_TIMEOUT had passed
+    redis_client.delete("celery")
+    time.sleep(0.05)
+    assert current_activity() is None
+    assert request_cleanup(dry_run=True, requested_by="ops").queued
+
+
+def test_the_finished_task_frees_the_buttons_and_the_cube_cache(redis_client):
+    """task_postrun, as the worker sends it: only the marker's own task clears it."""
+    first = request_cleanup(dry_run=True, requested_by="ops")
+    redis_client.set(CACHE_KEY, "{}")
+
+    task_postrun.send(sender=scheduled_cloudcube_cleanup, task_id="some-other-task")
+    assert redis_client.exists(PENDING_KEY)  # not that task's marker
+    assert not redis_client.exists(CACHE_KEY)  # any cleanup may have changed the cube
+
+    task_postrun.send(sender=scheduled_cloudcube_cleanup, task_id=first.task_id)
+    assert not redis_client.exists(PENDING_KEY)
+    assert request_cleanup(dry_run=False, requested_by="ops").queued
+
+
+def test_release_only_removes_its_own_marker(redis_client):
+    result = request_cleanup(dry_run=True, requested_by="ops")
+    assert release_pending("another") is False
+    assert release_pending(result.task_id) is True
+    assert release_pending(result.task_id) is False
+
+
+def test_redis_down_raises_and_queues_nothing(redis_client, monkeypatch):
+    monkeypatch.setattr(settings, "REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(redis.RedisError):
+        request_cleanup(dry_run=True, requested_by="ops")
+    assert not redis_client.exists(PENDING_KEY)
