@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from tests.support.runs import make_run
 from viral_clips.models import CleanupRun
-from viral_clips.storage_chart import chart_runs, nice_ceiling, storage_chart_svg
+from viral_clips.storage_chart import byte_axis, chart_runs, nice_step, storage_chart_svg
 
 pytestmark = pytest.mark.django_db
 SVG = "{http://www.w3.org/2000/svg}"
@@ -38,13 +38,19 @@ def test_two_bars_per_finished_run_scaled_to_the_largest_value():
     found = bars(svg)
     assert list(found) == [str(a.pk), str(b.pk), str(dry.pk)]  # oldest first, finished only
     heights = {pk: [float(r.get("height")) for r in rects] for pk, rects in found.items()}
-    full = heights[str(a.pk)][0]  # 100 MB is the scale's top (a "nice" 100)
+    full = heights[str(a.pk)][0]  # 100 MB is the axis' top: 0, 25, 50, 75, 100 MB
     assert heights[str(a.pk)][1] == pytest.approx(full * 0.4, abs=0.2)
     assert heights[str(b.pk)] == [pytest.approx(full * 0.6, abs=0.2), 0.0]
     # A dry run's deletion bar is an outline: it only counted.
     assert found[str(dry.pk)][1].get("fill") == "none"
     assert found[str(a.pk)][1].get("fill") != "none"
-    assert "100.0\xa0MB" in svg or "100.0 MB" in svg
+    assert [t for t in ("0 MB", "25 MB", "50 MB", "75 MB", "100 MB") if f">{t}<" in svg] == [
+        "0 MB",
+        "25 MB",
+        "50 MB",
+        "75 MB",
+        "100 MB",
+    ]
     assert "<script" not in svg and "http://" not in svg.replace("http://www.w3.org/2000/svg", "")
 
 
@@ -72,11 +78,26 @@ def test_chart_runs_drops_running_and_skipped():
 
 
 @pytest.mark.parametrize(
-    ("value", "top"),
-    [(0, 1), (1, 1), (7, 10), (11, 20), (21, 25), (26, 50), (51, 100), (1.5e9, 2e9)],
+    ("value", "step"),
+    [(0, 1), (1, 1), (7, 10), (11, 20), (21, 25), (26, 50), (50, 50), (51, 100), (1.5e9, 2e9)],
 )
-def test_nice_ceiling(value, top):
-    assert nice_ceiling(value) == top
+def test_nice_step(value, step):
+    assert nice_step(value) == step
+
+
+@pytest.mark.parametrize(
+    ("largest", "axis"),
+    [
+        (0, ("bytes", 1, 1, 1)),
+        (7, ("bytes", 1, 2, 4)),
+        (210 * MB, ("MB", MB, 100, 3)),
+        (100 * MB, ("MB", MB, 25, 4)),
+        (3 * 1024**3 + 1, ("GB", 1024**3, 1, 4)),
+        (1500, ("KB", 1024, 0.5, 3)),
+    ],
+)
+def test_byte_axis_uses_round_steps_in_one_unit(largest, axis):
+    assert byte_axis(largest) == axis
 
 
 def test_labels_thin_out_when_there_are_many_runs():

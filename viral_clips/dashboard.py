@@ -35,6 +35,7 @@ class Dashboard:
     runs: list[CleanupRun]
     chart: str
     now: datetime
+    cube_cache_seconds: int
     scheduler: Any = None  # viral_clips.scheduler_status.SchedulerStatus
     cleanup_entry: Any = None  # its entry for the cleanup
     report_entry: Any = None  # its entry for the weekly report
@@ -56,6 +57,9 @@ def build_dashboard() -> Dashboard:
     from viral_clips.scheduler_status import scheduler_status
 
     errors: dict[str, str] = {}
+    # Activity before the runs: a run that finishes in between is then in the
+    # table, never missing from both (the page refreshes only while busy).
+    activity = _attempt(errors, "activity", current_activity)
     runs = list(CleanupRun.objects.order_by("-started_at")[:RECENT_RUNS])
     board = Dashboard(
         schedule_words=settings.CLEANUP_SCHEDULE.describe(),
@@ -65,6 +69,8 @@ def build_dashboard() -> Dashboard:
         runs=runs,
         chart=storage_chart_svg(runs),
         now=timezone.now(),
+        cube_cache_seconds=settings.CUBE_STATS_CACHE_SECONDS,
+        activity=activity,
         errors=errors,
     )
     board.scheduler = _attempt(errors, "scheduler", scheduler_status)
@@ -73,5 +79,5 @@ def build_dashboard() -> Dashboard:
         board.cleanup_entry = entries.get(CLEANUP_ENTRY)
         board.report_entry = entries.get(WEEKLY_REPORT_ENTRY)
     board.cube = _attempt(errors, "cube", cube_stats)
-    board.activity = _attempt(errors, "activity", current_activity)
+    board.now = timezone.now()  # after every part, so no "ago" is in the future
     return board

@@ -36,15 +36,37 @@ def chart_runs(runs: Sequence[CleanupRun]) -> list[CleanupRun]:
     return sorted(done, key=lambda r: r.started_at)
 
 
-def nice_ceiling(value: float) -> float:
+def nice_step(value: float) -> float:
     """The smallest 1, 2, 2.5 or 5 times a power of ten that is >= value."""
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
-        if step * power >= value:
+        if step * power >= value * (1 - 1e-12):
             return step * power
     return 10 * power  # pragma: no cover - the loop always returns
+
+
+def byte_axis(largest: int, ticks: int = 4) -> tuple[str, int, float, int]:
+    """(unit, bytes per unit, step in units, number of steps) for a 0..largest axis.
+
+    Steps are round numbers in the unit the largest value reads best in
+    (binary units, as filesizeformat), so gridlines read 0, 50, 100, 150 MB.
+    """
+    unit, size = "bytes", 1
+    for name, factor in (("KB", 1024), ("MB", 1024**2), ("GB", 1024**3), ("TB", 1024**4)):
+        if largest >= factor:
+            unit, size = name, factor
+    top = max(largest / size, 1e-9)
+    step = nice_step(top / ticks)
+    if unit == "bytes":
+        step = max(1.0, math.ceil(step))
+    return unit, size, step, max(1, math.ceil(top / step - 1e-12))
+
+
+def _label(value: float, unit: str) -> str:
+    number = f"{value:,.1f}".rstrip("0").rstrip(".")
+    return f"{number} {unit}"
 
 
 def storage_chart_svg(runs: Sequence[CleanupRun]) -> SafeString:
@@ -53,7 +75,8 @@ def storage_chart_svg(runs: Sequence[CleanupRun]) -> SafeString:
     if not runs:
         return format_html('<p class="muted">{}</p>', "No finished runs to chart yet.")
 
-    top = nice_ceiling(max(max(r.bytes_scanned, r.bytes_freed) for r in runs))
+    unit, unit_size, step, steps = byte_axis(max(max(r.bytes_scanned, r.bytes_freed) for r in runs))
+    top = step * steps * unit_size
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
     slot = plot_w / len(runs)
@@ -63,8 +86,8 @@ def storage_chart_svg(runs: Sequence[CleanupRun]) -> SafeString:
         return TOP + plot_h - (value / top) * plot_h
 
     parts: list[str] = []
-    for i in range(5):
-        value = top * i / 4
+    for i in range(steps + 1):
+        value = step * i * unit_size
         parts.append(
             format_html(
                 '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="1"/>'
@@ -77,7 +100,7 @@ def storage_chart_svg(runs: Sequence[CleanupRun]) -> SafeString:
                 LEFT - 6,
                 f"{y(value) + 4:.1f}",
                 TEXT_COLOUR,
-                filesizeformat(value),
+                _label(step * i, unit),
             )
         )
 
