@@ -105,7 +105,10 @@ def main() -> int:
         )
         threading.Thread(target=stream, args=(name, proc), daemon=True).start()
         children.append((name, proc))
-    log(f"web on http://127.0.0.1:{WEB_PORT}/ (admin: /admin/, health: /health/); Ctrl-C stops all")
+    log(
+        f"web on http://127.0.0.1:{WEB_PORT}/ (dashboard: /, admin: /admin/, health: /health/);"
+        " Ctrl-C stops all"
+    )
 
     stopping = threading.Event()
 
