@@ -11,8 +11,8 @@ from django.test import Client
 from django.utils import timezone
 
 from devstack.ports import free_port
+from tests.support.broker import queued_messages
 from tests.support.runs import make_run
-from tests.test_run_now import queued_messages
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.run_now import PENDING_KEY
 

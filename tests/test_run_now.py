@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from datetime import timedelta
 
@@ -14,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from devstack.ports import free_port
+from tests.support.broker import queued_messages
 from tests.support.runs import make_run
 from viral_clips.cube_stats import CACHE_KEY
 from viral_clips.models import CleanupRun
@@ -28,16 +27,6 @@ from viral_clips.run_now import (
 from viral_clips.tasks import scheduled_cloudcube_cleanup
 
 pytestmark = pytest.mark.django_db
-
-
-def queued_messages(client) -> list[dict]:
-    """The task messages waiting in the broker's default queue (kombu's Redis list)."""
-    found = []
-    for raw in client.lrange("celery", 0, -1):
-        message = json.loads(raw)
-        args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-        found.append({"task": message["headers"]["task"], "id": message["headers"]["id"], **kwargs})
-    return found
 
 
 def test_a_press_queues_the_task_with_trigger_manual(redis_client):
@@ -121,3 +110,36 @@ def test_redis_down_raises_and_queues_nothing(redis_client, monkeypatch):
     with pytest.raises(redis.RedisError):
         request_cleanup(dry_run=True, requested_by="ops")
     assert not redis_client.exists(PENDING_KEY)
+
+
+@pytest.mark.processes
+def test_the_procfile_worker_runs_a_pressed_dry_run_and_frees_the_buttons(
+    worker_env, redis_client, cube, tmp_path
+):
+    """A real worker: the queued marker lives until the task ends, then a press works again."""
+    from tests.support.processes import ProcfileProcess
+
+    cube.put("testcube/public/clips/old.mp4", b"o" * 1000, age=timedelta(days=9))
+    cube.put("testcube/public/clips/new.mp4", b"n" * 10, age=timedelta(days=1))
+    redis_client.set(CACHE_KEY, '{"stale": true}')
+    first = request_cleanup(dry_run=True, requested_by="ops")
+    assert first.queued
+    assert not request_cleanup(dry_run=False, requested_by="ops").queued
+
+    worker = ProcfileProcess("worker", worker_env, tmp_path / "worker.log").start()
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and redis_client.exists(PENDING_KEY):
+            time.sleep(0.2)
+        assert not redis_client.exists(PENDING_KEY), worker.output()
+    finally:
+        worker.stop()
+
+    run = CleanupRun.objects.get(task_id=first.task_id)
+    assert (run.trigger, run.dry_run, run.status) == ("manual", True, "succeeded")
+    assert (run.files_deleted, run.bytes_freed, run.clips_retained) == (1, 1000, 1)
+    assert (run.objects_scanned, run.bytes_scanned) == (2, 1010)
+    assert not redis_client.exists(CACHE_KEY)  # the run dropped the cached cube size
+    assert current_activity() is None
+    assert cube.keys() == ["testcube/public/clips/new.mp4", "testcube/public/clips/old.mp4"]
+    assert request_cleanup(dry_run=True, requested_by="ops").queued
