@@ -13,6 +13,7 @@ from django.utils import timezone
 from devstack.ports import free_port
 from tests.support.broker import queued_messages
 from tests.support.runs import make_run
+from viral_clips import run_guard
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.run_now import PENDING_KEY
 
@@ -142,7 +143,8 @@ def test_a_second_press_says_so_instead_of_queueing(staff_client, services):
 
 
 def test_a_press_while_a_run_is_in_progress_says_so(staff_client, services):
-    run = make_run(timezone.now() - timedelta(seconds=40), duration=None,
+    assert run_guard.admit("scheduled-task").admitted  # as the task does
+    run = make_run(timezone.now() - timedelta(seconds=40), duration=None, task_id="scheduled-task",
                    status=CleanupRun.Status.RUNNING)  # fmt: skip
     response = staff_client.post("/run-now/", {"mode": "dry-run"}, follow=True)
     text = response.content.decode()

@@ -14,12 +14,12 @@ from django.utils import timezone
 from devstack.ports import free_port
 from tests.support.broker import queued_messages
 from tests.support.runs import make_run
+from viral_clips import run_guard
 from viral_clips.cube_stats import CACHE_KEY
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import (
     PENDING_KEY,
     PENDING_TIMEOUT,
-    RUNNING_STALE_AFTER,
     current_activity,
     release_pending,
     request_cleanup,
@@ -57,21 +57,39 @@ def test_a_second_press_while_queued_queues_nothing(redis_client):
     assert len(queued_messages(redis_client)) == 1
 
 
+def start_running(trigger: str = "schedule", task_id: str = "task-in-progress") -> CleanupRun:
+    """A cleanup as the task runs one: the run guard's key taken, its row `running`."""
+    assert run_guard.admit(task_id).admitted
+    return make_run(timezone.now() - timedelta(minutes=3), duration=None, trigger=trigger,
+                    task_id=task_id, status=CleanupRun.Status.RUNNING)  # fmt: skip
+
+
 @pytest.mark.parametrize("trigger", ["schedule", "manual", "command"])
 def test_a_press_while_a_run_is_running_queues_nothing(redis_client, trigger):
-    run = make_run(timezone.now() - timedelta(minutes=3), duration=None, trigger=trigger,
-                   status=CleanupRun.Status.RUNNING)  # fmt: skip
+    run = start_running(trigger)
     result = request_cleanup(dry_run=True, requested_by="ops")
     assert not result.queued
     assert (result.busy.state, result.busy.run_id) == ("running", run.pk)
-    assert f"is running, run #{run.pk}" in result.busy.describe()
+    assert f"({trigger}) is running, run #{run.pk}" in result.busy.describe()
     assert queued_messages(redis_client) == []
     assert not redis_client.exists(PENDING_KEY)
 
 
-def test_a_stale_running_row_does_not_block_for_ever(redis_client):
-    make_run(timezone.now() - RUNNING_STALE_AFTER - timedelta(minutes=1), duration=None,
-             status=CleanupRun.Status.RUNNING)  # fmt: skip
+def test_a_cleanup_admitted_but_not_yet_recorded_also_blocks(redis_client):
+    assert run_guard.admit("just-admitted").admitted
+    result = request_cleanup(dry_run=True, requested_by="ops")
+    assert not result.queued
+    assert result.busy.describe() == "A cleanup is starting"
+
+
+def test_a_running_row_whose_worker_died_does_not_block(redis_client):
+    """The row stays `running` when its worker is killed; the guard key expires
+    (CLEANUP_RUN_GUARD_TTL_SECONDS), and from then on the buttons work again."""
+    start_running()
+    assert 0 < redis_client.ttl(run_guard.RUNNING_KEY) <= settings.CLEANUP_RUN_GUARD_TTL_SECONDS
+    assert not request_cleanup(dry_run=True, requested_by="ops").queued
+    redis_client.delete(run_guard.RUNNING_KEY)  # as when the guard's expiry passes
+    assert CleanupRun.objects.filter(status="running").exists()
     assert request_cleanup(dry_run=True, requested_by="ops").queued
 
 

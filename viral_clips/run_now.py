@@ -6,17 +6,18 @@ has finished:
 * queued (pressed, not finished): a Redis marker, set atomically with
   ``SET NX EX`` before the task is sent, so two presses in the same instant
   cannot both win. It names the task id and is removed by that task's
-  ``task_postrun`` signal (success or failure). It expires by itself after
-  PENDING_TIMEOUT, so a lost message or a killed worker can never block
-  manual runs for longer than that.
-* running: a CleanupRun row in status ``running`` (any trigger, scheduled
-  runs included) that is recent enough to be alive (see RUNNING_STALE_AFTER).
+  ``task_postrun`` signal (success, failure or skip). It expires by itself
+  after PENDING_TIMEOUT, so a lost message or a killed worker can never block
+  the buttons for longer than that.
+* running: the run guard's overlap key (viral_clips/run_guard.py), which every
+  running cleanup holds, whatever its trigger, and which expires by itself if
+  its worker dies (CLEANUP_RUN_GUARD_TTL_SECONDS). A `running` CleanupRun row
+  without it belongs to a worker that died and blocks nothing.
 
-The check-then-send is not one transaction with the scheduler: a scheduled
-run can still start in the same second as a press. The task's own run guard
-(the scheduler issue's) ends such a duplicate as ``skipped``; this module
-keeps the common case — a second press, a double click, two operators — from
-queueing anything at all.
+Checking and sending are not one transaction with the scheduler: a scheduled
+run can still start in the same second as a press. The task's run guard then
+ends the later one as ``skipped``; this module keeps the common case — a second
+press, a double click, two operators — from queueing anything at all.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import redis
 from celery.signals import task_postrun
@@ -34,6 +35,7 @@ from django.utils import timezone
 
 from viral_clips.app_redis import app_redis
 from viral_clips.models import CleanupRun
+from viral_clips.run_guard import RUNNING_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +45,6 @@ PENDING_KEY = "koolclips:cleanup:run-now"
 # lost message blocks the buttons only briefly (then the task-level guard
 # still stops a real duplicate).
 PENDING_TIMEOUT = 600
-# A `running` row older than this belongs to a worker that died without
-# finishing it: it no longer blocks the buttons (a redelivered task resumes it).
-RUNNING_STALE_AFTER = timedelta(hours=6)
 
 # Delete the marker only if it still names this task (another press may own it).
 _RELEASE_SCRIPT = """
@@ -72,6 +71,8 @@ class CleanupActivity:
     def describe(self) -> str:
         kind = "dry run" if self.dry_run else "cleanup"
         if self.state == "running":
+            if self.run_id is None:
+                return "A cleanup is starting"
             return f"A {kind} ({self.trigger}) is running, run #{self.run_id}"
         who = f" by {self.requested_by}" if self.requested_by else ""
         return f"A {kind} was requested{who} and is queued"
@@ -100,23 +101,31 @@ def _pending() -> CleanupActivity | None:
 
 
 def _running() -> CleanupActivity | None:
+    """The cleanup holding the run guard's overlap key, with its run row when it has one."""
+    raw = app_redis().get(RUNNING_KEY)
+    if not raw:
+        return None
+    task_id = raw.decode() if isinstance(raw, bytes) else str(raw)
     run = (
-        CleanupRun.objects.filter(
-            status=CleanupRun.Status.RUNNING,
-            started_at__gte=timezone.now() - RUNNING_STALE_AFTER,
-        )
+        CleanupRun.objects.filter(task_id=task_id, status=CleanupRun.Status.RUNNING)
         .order_by("-started_at")
         .first()
     )
-    if run is None:
-        return None
+    if run is None:  # admitted a moment ago: its row is being written
+        return CleanupActivity(
+            state="running",
+            since=timezone.now(),
+            dry_run=False,
+            trigger="",
+            task_id=task_id,
+        )
     return CleanupActivity(
         state="running",
         since=run.started_at,
         dry_run=run.dry_run,
         trigger=run.trigger,
         run_id=run.pk,
-        task_id=run.task_id,
+        task_id=task_id,
     )
 
 
