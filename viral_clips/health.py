@@ -59,7 +59,8 @@ def check_scheduler() -> dict:
     last_tick = scheduler_status().last_tick_at
     details: dict = {"last_tick_at": None, "seconds_since_tick": None, "max_age_seconds": max_age}
     if last_tick is None:
-        return {"ok": False, "error": "no scheduler has ticked", **details}
+        # Never ticked, or the holder's record expired with its lock.
+        return {"ok": False, "error": "no scheduler tick on record", **details}
     age = max(0.0, (timezone.now() - last_tick).total_seconds())
     details.update(last_tick_at=last_tick.isoformat(), seconds_since_tick=round(age, 1))
     if age > max_age:
