@@ -183,6 +183,13 @@ def test_dashboard_shows_schedule_runs_cube_and_chart(staff_client, services, cu
     assert "<code>0 2 * * *</code>" in text
     assert "retention 5 days" in text
     assert "every Monday at 09:00 UTC" in text  # the weekly report
+    # No beat has written the schedule (no worker here): the schedule's next slot, said so.
+    next_slot = (now + timedelta(days=1) if now.hour >= 2 else now).replace(
+        hour=2, minute=0, second=0, microsecond=0
+    )
+    assert f"Next run: <strong>{next_slot:%a %Y-%m-%d} 02:00 UTC</strong>" in text
+    assert "No beat has written the schedule to Redis yet" in text
+    assert "No worker holds the beat lock: nothing is being scheduled." in text
     assert re.search(r'id="cube-size">2\.5\s+MB</span> in <span id="cube-objects">2<', text)
     for run in (ok, failed, partial):
         assert f'href="/admin/viral_clips/cleanuprun/{run.pk}/change/"' in text
@@ -209,7 +216,7 @@ def test_a_part_that_is_down_does_not_take_the_page_down(staff_client, services,
     monkeypatch.setattr(settings, "REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     response = staff_client.get("/")
     assert response.status_code == 200
-    assert "Unavailable (ConnectionError)" in response.content.decode()
+    assert "is unknown: Redis unavailable (ConnectionError)" in response.content.decode()
 
 
 # --- security --------------------------------------------------------------

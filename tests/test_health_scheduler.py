@@ -36,7 +36,7 @@ def poll_health(client, want_status: int, timeout: float) -> tuple[float, dict]:
 
 
 def test_503_when_the_scheduler_stops_ticking_and_200_when_it_resumes(
-    client, worker_env, redis_client, cube, tmp_path, settings
+    client, worker_env, redis_client, cube, tmp_path, settings, django_user_model
 ):
     settings.HEALTH_SCHEDULER_MAX_AGE = MAX_AGE
     env = dict(
@@ -68,6 +68,14 @@ def test_503_when_the_scheduler_stops_ticking_and_200_when_it_resumes(
         assert scheduler["seconds_since_tick"] <= MAX_AGE
         assert scheduler["max_age_seconds"] == MAX_AGE
         assert body["status"] == "ok"
+
+        # The dashboard reads the same state: the holder, and beat's next run.
+        staff = django_user_model.objects.create_user("ops", password="pw-9x!", is_staff=True)
+        client.force_login(staff)
+        page = client.get("/").content.decode()
+        assert '<strong id="lock-holder">worker.1</strong>' in page
+        assert 'id="next-run"' in page and "No beat has written the schedule" not in page
+        client.logout()
 
         # The whole worker dies at once (SIGKILL): nobody ticks any more.
         first.kill_group()

@@ -1,31 +1,31 @@
-"""The app's own Redis connection (operator state: cube stats cache, run-now marker).
+"""Short-lived Redis connections for the operator's state (cube stats cache, run-now marker).
 
-Short timeouts: a page or a health check must answer even when Redis does not.
+Heroku Redis mini allows 20 connections in all, so nothing here keeps one open
+between uses: each `with app_redis() as client:` opens one connection and
+closes it. Short timeouts: a page must answer even when Redis does not.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 from django.conf import settings
 
-_clients: dict[str, redis.Redis] = {}
-_lock = threading.Lock()
 
-
-def app_redis() -> redis.Redis:
-    """A client for REDIS_URL (one pool per URL, per process); TLS without
-    certificate checks for Heroku's rediss:// URLs."""
-    url = settings.REDIS_URL
-    with _lock:
-        client = _clients.get(url)
-        if client is None:
-            client = redis.Redis.from_url(
-                url,
-                socket_connect_timeout=2,
-                socket_timeout=2,
-                **(settings.REDIS_SSL_OPTIONS or {}),
-            )
-            _clients[url] = client
-        return client
+@contextmanager
+def app_redis() -> Iterator[redis.Redis]:
+    """One connection to REDIS_URL for the block (TLS without certificate checks
+    for Heroku's rediss:// URLs), closed when the block ends."""
+    client = redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        single_connection_client=True,
+        **(settings.REDIS_SSL_OPTIONS or {}),
+    )
+    try:
+        yield client
+    finally:
+        client.close()

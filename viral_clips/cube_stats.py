@@ -89,7 +89,8 @@ def cube_stats(max_age: int | None = None) -> CubeStats:
     ttl = settings.CUBE_STATS_CACHE_SECONDS if max_age is None else max_age
     if ttl > 0:
         try:
-            cached = app_redis().get(CACHE_KEY)
+            with app_redis() as client:
+                cached = client.get(CACHE_KEY)
         except redis.RedisError as exc:
             logger.warning("cube stats cache unavailable (%s): measuring", type(exc).__name__)
             cached = None
@@ -100,7 +101,8 @@ def cube_stats(max_age: int | None = None) -> CubeStats:
     stats = measure_cube()
     if settings.CUBE_STATS_CACHE_SECONDS > 0:
         try:
-            app_redis().set(CACHE_KEY, stats.to_json(), ex=settings.CUBE_STATS_CACHE_SECONDS)
+            with app_redis() as client:
+                client.set(CACHE_KEY, stats.to_json(), ex=settings.CUBE_STATS_CACHE_SECONDS)
         except redis.RedisError:
             pass  # already logged on read, or transient: the next view measures again
     return stats
@@ -109,6 +111,7 @@ def cube_stats(max_age: int | None = None) -> CubeStats:
 def forget_cube_stats() -> None:
     """Drop the cached measurement (after a cleanup changed the cube)."""
     try:
-        app_redis().delete(CACHE_KEY)
+        with app_redis() as client:
+            client.delete(CACHE_KEY)
     except redis.RedisError as exc:
         logger.warning("could not drop cached cube stats (%s)", type(exc).__name__)

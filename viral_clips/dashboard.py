@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from config.celery import CLEANUP_ENTRY, WEEKLY_REPORT_ENTRY
+from config.schedule import ParsedSchedule
 from viral_clips.cube_stats import CubeStats, cube_stats
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import CleanupActivity, current_activity
@@ -41,6 +42,9 @@ class Dashboard:
     report_entry: Any = None  # its entry for the weekly report
     cube: CubeStats | None = None
     activity: CleanupActivity | None = None
+    next_run_at: datetime | None = None
+    next_run_from_beat: bool = False  # False: computed from the schedule, beat has not said
+    report_next_run_at: datetime | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -51,6 +55,14 @@ def _attempt(errors: dict[str, str], part: str, fetch):
         logger.warning("dashboard: %s unavailable (%s)", part, type(exc).__name__)
         errors[part] = type(exc).__name__
         return None
+
+
+def _on_the_minute(when: datetime, schedule: ParsedSchedule) -> datetime:
+    """A cron slot is a whole minute: round off the estimate's clock skew (an
+    estimate truncated to 01:59:59 means 02:00). Intervals keep their seconds."""
+    if schedule.kind != "crontab":
+        return when
+    return (when + timedelta(seconds=30)).replace(second=0, microsecond=0)
 
 
 def build_dashboard() -> Dashboard:
@@ -78,6 +90,22 @@ def build_dashboard() -> Dashboard:
         entries = {entry.name: entry for entry in board.scheduler.entries}
         board.cleanup_entry = entries.get(CLEANUP_ENTRY)
         board.report_entry = entries.get(WEEKLY_REPORT_ENTRY)
+        if board.report_entry is not None and board.report_entry.next_run_at is not None:
+            board.report_next_run_at = _on_the_minute(
+                board.report_entry.next_run_at, settings.WEEKLY_REPORT_SCHEDULE
+            )
+    if board.cleanup_entry is not None and board.cleanup_entry.next_run_at is not None:
+        board.next_run_at = _on_the_minute(
+            board.cleanup_entry.next_run_at, settings.CLEANUP_SCHEDULE
+        )
+        board.next_run_from_beat = True
+    elif settings.CLEANUP_SCHEDULE.kind == "crontab":
+        # No beat has written the entry yet: the schedule's next slot is still
+        # worth showing (an interval has no slot until a beat starts counting).
+        cron = settings.CLEANUP_SCHEDULE.celery_schedule
+        board.next_run_at = _on_the_minute(
+            board.now + cron.remaining_estimate(board.now), settings.CLEANUP_SCHEDULE
+        )
     board.cube = _attempt(errors, "cube", cube_stats)
     board.now = timezone.now()  # after every part, so no "ago" is in the future
     return board

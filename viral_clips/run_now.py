@@ -85,8 +85,8 @@ class RunNowResult:
     busy: CleanupActivity | None = None
 
 
-def _pending() -> CleanupActivity | None:
-    raw = app_redis().get(PENDING_KEY)
+def _pending(client: redis.Redis) -> CleanupActivity | None:
+    raw = client.get(PENDING_KEY)
     if not raw:
         return None
     data = json.loads(raw)
@@ -100,9 +100,9 @@ def _pending() -> CleanupActivity | None:
     )
 
 
-def _running() -> CleanupActivity | None:
+def _running(client: redis.Redis) -> CleanupActivity | None:
     """The cleanup holding the run guard's overlap key, with its run row when it has one."""
-    raw = app_redis().get(RUNNING_KEY)
+    raw = client.get(RUNNING_KEY)
     if not raw:
         return None
     task_id = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -134,7 +134,8 @@ def current_activity() -> CleanupActivity | None:
 
     Raises redis.RedisError when Redis cannot be asked.
     """
-    return _running() or _pending()
+    with app_redis() as client:
+        return _running(client) or _pending(client)
 
 
 def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
@@ -143,10 +144,6 @@ def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
     Raises redis.RedisError when Redis (the marker and the broker) is down:
     nothing was queued then.
     """
-    running = _running()
-    if running is not None:
-        return RunNowResult(queued=False, busy=running)
-
     task_id = str(uuid.uuid4())
     marker = json.dumps(
         {
@@ -156,16 +153,20 @@ def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
             "requested_at": timezone.now().isoformat(),
         }
     )
-    if not app_redis().set(PENDING_KEY, marker, nx=True, ex=PENDING_TIMEOUT):
-        busy = _pending()
-        if busy is None:  # it finished between SET and GET: say so rather than race again
-            busy = CleanupActivity(
-                state="queued",
-                since=timezone.now(),
-                dry_run=dry_run,
-                trigger=CleanupRun.Trigger.MANUAL,
-            )
-        return RunNowResult(queued=False, busy=busy)
+    with app_redis() as client:
+        running = _running(client)
+        if running is not None:
+            return RunNowResult(queued=False, busy=running)
+        if not client.set(PENDING_KEY, marker, nx=True, ex=PENDING_TIMEOUT):
+            busy = _pending(client)
+            if busy is None:  # it finished between SET and GET: say so rather than race again
+                busy = CleanupActivity(
+                    state="queued",
+                    since=timezone.now(),
+                    dry_run=dry_run,
+                    trigger=CleanupRun.Trigger.MANUAL,
+                )
+            return RunNowResult(queued=False, busy=busy)
 
     from viral_clips.tasks import scheduled_cloudcube_cleanup
 
@@ -192,7 +193,8 @@ def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
 
 def release_pending(task_id: str) -> bool:
     """Remove the queued marker if it belongs to `task_id`. True if removed."""
-    return bool(app_redis().eval(_RELEASE_SCRIPT, 1, PENDING_KEY, task_id))
+    with app_redis() as client:
+        return bool(client.eval(_RELEASE_SCRIPT, 1, PENDING_KEY, task_id))
 
 
 @task_postrun.connect(dispatch_uid="koolclips-run-now-finished")
