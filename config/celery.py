@@ -22,6 +22,7 @@ app.autodiscover_tasks()
 app.steps["worker"].add(BeatSupervisor)
 
 CLEANUP_ENTRY = "scheduled-cloudcube-cleanup"
+WEEKLY_REPORT_ENTRY = "weekly-report"
 
 
 @app.on_after_configure.connect
@@ -47,4 +48,10 @@ def register_beat_entries(sender: Celery, **kwargs) -> None:
             kwargs={"retention_days": settings.CLEANUP_RETENTION_DAYS},
         ),
         name=CLEANUP_ENTRY,
+    )
+    # Monday 09:00 UTC by default (WEEKLY_REPORT_SCHEDULE).
+    sender.add_periodic_task(
+        settings.WEEKLY_REPORT_SCHEDULE.celery_schedule,
+        signature("viral_clips.tasks.send_weekly_report"),
+        name=WEEKLY_REPORT_ENTRY,
     )

@@ -170,6 +170,13 @@ try:
 except ScheduleError as exc:
     raise ImproperlyConfigured(str(exc)) from exc
 CLEANUP_RETENTION_DAYS = env.int("CLEANUP_RETENTION_DAYS", default=5)
+# The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
+try:
+    WEEKLY_REPORT_SCHEDULE = parse_schedule(
+        env.str("WEEKLY_REPORT_SCHEDULE", default="0 9 * * 1"), variable="WEEKLY_REPORT_SCHEDULE"
+    )
+except ScheduleError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_USE_SSL = REDIS_SSL_OPTIONS
@@ -236,6 +243,15 @@ if CELERY_REDBEAT_LOCK_TIMEOUT < 2 * CELERY_BEAT_MAX_LOOP_INTERVAL:
 # leaves it to expire after this long.
 CLEANUP_SLOT_TTL_SECONDS = 7 * 24 * 3600
 CLEANUP_RUN_GUARD_TTL_SECONDS = env.int("CLEANUP_RUN_GUARD_TTL_SECONDS", default=120)
+
+# --- Operator's view (dashboard and /health/) --------------------------------
+# /health/ answers 503 when no scheduler has ticked for this long: a few loop
+# intervals, so one slow tick is not an outage but a dead beat is caught.
+HEALTH_SCHEDULER_MAX_AGE = env.int(
+    "HEALTH_SCHEDULER_MAX_AGE", default=3 * CELERY_BEAT_MAX_LOOP_INTERVAL
+)
+# The dashboard lists the whole cube to show its size: keep the answer briefly.
+CUBE_STATS_CACHE_SECONDS = env.int("CUBE_STATS_CACHE_SECONDS", default=60)
 
 # --- Email ------------------------------------------------------------------
 ADMINS = [("koolclips admin", a) for a in env.list("DJANGO_ADMIN_EMAILS", default=[])]

@@ -64,6 +64,8 @@ def main() -> int:
     env.setdefault("CLOUDCUBE_ACCESS_KEY_ID", "local")
     env.setdefault("CLOUDCUBE_SECRET_ACCESS_KEY", "local")
     env.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+    # The weekly report goes to the console backend locally: give it an address.
+    env.setdefault("DJANGO_ADMIN_EMAILS", "admin@localhost")
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
         REDIS_URL=redis_server.url,
@@ -105,7 +107,10 @@ def main() -> int:
         )
         threading.Thread(target=stream, args=(name, proc), daemon=True).start()
         children.append((name, proc))
-    log(f"web on http://127.0.0.1:{WEB_PORT}/ (admin: /admin/, health: /health/); Ctrl-C stops all")
+    log(
+        f"web on http://127.0.0.1:{WEB_PORT}/ (dashboard: /, admin: /admin/, health: /health/);"
+        " Ctrl-C stops all"
+    )
 
     stopping = threading.Event()
 

@@ -1,9 +1,11 @@
 import json
+import time
 
 import pytest
 from django.conf import settings
 
 from devstack.ports import free_port
+from tests.support.processes import ProcfileProcess
 
 
 @pytest.fixture
@@ -11,16 +13,29 @@ def live_services(db, redis_server, cube):
     return cube
 
 
-def test_health_ok_when_everything_answers(client, live_services):
-    response = client.get("/health/")
-    assert response.status_code == 200
+@pytest.mark.processes
+def test_health_ok_when_everything_answers(client, live_services, worker_env, tmp_path):
+    # "Everything" includes a scheduler: the Procfile's worker, with its beat.
+    worker = ProcfileProcess("worker", worker_env, tmp_path / "worker.log").start()
+    try:
+        assert worker.wait_for_output("beat: Acquired lock", timeout=40), worker.output()
+        deadline = time.monotonic() + 20
+        while (response := client.get("/health/")).status_code != 200:
+            assert time.monotonic() < deadline, response.json()
+            time.sleep(0.25)
+    finally:
+        worker.stop()
     body = response.json()
     assert body["status"] == "ok"
+    scheduler = body["checks"].pop("scheduler")
     assert body["checks"] == {
         "database": {"ok": True},
         "redis": {"ok": True},
         "cloudcube": {"ok": True},
     }
+    assert scheduler["ok"] is True
+    assert scheduler["seconds_since_tick"] <= settings.HEALTH_SCHEDULER_MAX_AGE
+    assert body["last_cleanup"] is None  # no cleanup has run yet
 
 
 def test_health_503_when_redis_is_down(client, live_services, monkeypatch):

@@ -65,6 +65,10 @@ def test_production_settings_pass_check_deploy():
             "CLEANUP_SCHEDULE='every day at two' is not valid",
         ),
         ({"CLEANUP_SCHEDULE": "0 26 * * *"}, "not a valid cron expression"),
+        (
+            {"WEEKLY_REPORT_SCHEDULE": "mondays at nine"},
+            "WEEKLY_REPORT_SCHEDULE='mondays at nine' is not valid",
+        ),
     ],
 )
 def test_bad_configuration_stops_start_up(overrides, message):

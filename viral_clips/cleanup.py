@@ -58,6 +58,7 @@ class CleanupReport:
     dry_run: bool
     cube: str
     objects_scanned: int = 0
+    bytes_scanned: int = 0  # the cube's size when the run started
     files_deleted: int = 0  # in a dry run: files a real run would delete
     bytes_freed: int = 0
     clips_retained: int = 0
@@ -129,6 +130,7 @@ def run_cleanup(
         # A resumed run keeps what its first attempt deleted: those keys are
         # gone and the new listing will not see them again.
         objects_scanned=run.files_deleted,
+        bytes_scanned=run.bytes_freed,
         files_deleted=run.files_deleted,
         bytes_freed=run.bytes_freed,
     )
@@ -137,6 +139,7 @@ def run_cleanup(
         pending: list[tuple[str, int]] = []
         for page in _list_pages(client, cube.bucket, cube.prefix):
             report.objects_scanned += len(page)
+            report.bytes_scanned += sum(size for _, size, _ in page)
             expired = [(key, size) for key, size, modified in page if modified < cutoff]
             deletable = _drop_protected(expired, cube.public_prefix, cutoff)
             report.pinned_kept += len(expired) - len(deletable)
@@ -324,6 +327,7 @@ def _checkpoint(
 
 _COUNT_FIELDS = (
     "objects_scanned",
+    "bytes_scanned",
     "files_deleted",
     "bytes_freed",
     "clips_retained",

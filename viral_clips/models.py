@@ -52,6 +52,9 @@ class CleanupRun(models.Model):
     )
     cube = models.CharField(max_length=128, blank=True)
     objects_scanned = models.PositiveIntegerField(default=0)
+    # Total size of the objects listed: the cube's size when the run started
+    # (the dashboard's storage chart and the weekly report read it).
+    bytes_scanned = models.BigIntegerField(default=0)
     files_deleted = models.PositiveIntegerField(default=0)
     bytes_freed = models.BigIntegerField(default=0)
     clips_retained = models.PositiveIntegerField(default=0)

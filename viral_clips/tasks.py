@@ -12,7 +12,7 @@ from django.conf import settings
 
 from config.beat import SLOT_HEADER
 from config.celery import CLEANUP_ENTRY
-from viral_clips import run_guard, shutdown
+from viral_clips import reports, run_guard, shutdown
 from viral_clips.cleanup import (
     CleanupInterrupted,
     record_skipped_run,
@@ -91,3 +91,18 @@ def _scheduled_slot(request) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
     except (TypeError, ValueError):
         return None
+
+
+@shared_task(name="viral_clips.tasks.send_weekly_report")
+def send_weekly_report() -> dict:
+    """Mail ADMINS the week's cleanup runs and the cube's size (see viral_clips.reports)."""
+    report = reports.send_weekly_report()
+    if report is None:
+        return {"sent": False}
+    return {
+        "sent": True,
+        "runs": len(report.runs),
+        "files_deleted": report.files_deleted,
+        "bytes_freed": report.bytes_freed,
+        "failures": len(report.failures),
+    }

@@ -1,0 +1,31 @@
+"""Short-lived Redis connections for the operator's state (cube stats cache, run-now marker).
+
+Heroku Redis mini allows 20 connections in all, so nothing here keeps one open
+between uses: each `with app_redis() as client:` opens one connection and
+closes it. Short timeouts: a page must answer even when Redis does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+from django.conf import settings
+
+
+@contextmanager
+def app_redis() -> Iterator[redis.Redis]:
+    """One connection to REDIS_URL for the block (TLS without certificate checks
+    for Heroku's rediss:// URLs), closed when the block ends."""
+    client = redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        single_connection_client=True,
+        **(settings.REDIS_SSL_OPTIONS or {}),
+    )
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,111 @@
+"""Everything the staff dashboard shows, gathered in one place for a thin view.
+
+Each part is fetched on its own: Redis or the cube being down costs only the
+part that needs it, and the page says which part and why (the exception's
+type only; messages can carry hosts or URLs).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from config.celery import CLEANUP_ENTRY, WEEKLY_REPORT_ENTRY
+from config.schedule import ParsedSchedule
+from viral_clips.cube_stats import CubeStats, cube_stats
+from viral_clips.models import CleanupRun
+from viral_clips.run_now import CleanupActivity, current_activity
+from viral_clips.storage_chart import storage_chart_svg
+
+logger = logging.getLogger(__name__)
+
+RECENT_RUNS = 20
+
+
+@dataclass
+class Dashboard:
+    schedule_words: str
+    schedule_raw: str
+    retention_days: int
+    report_schedule_words: str
+    runs: list[CleanupRun]
+    chart: str
+    now: datetime
+    cube_cache_seconds: int
+    scheduler: Any = None  # viral_clips.scheduler_status.SchedulerStatus
+    cleanup_entry: Any = None  # its entry for the cleanup
+    report_entry: Any = None  # its entry for the weekly report
+    cube: CubeStats | None = None
+    activity: CleanupActivity | None = None
+    next_run_at: datetime | None = None
+    next_run_from_beat: bool = False  # False: computed from the schedule, beat has not said
+    report_next_run_at: datetime | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _attempt(errors: dict[str, str], part: str, fetch):
+    try:
+        return fetch()
+    except Exception as exc:  # noqa: BLE001 - one broken part must not break the page
+        logger.warning("dashboard: %s unavailable (%s)", part, type(exc).__name__)
+        errors[part] = type(exc).__name__
+        return None
+
+
+def _on_the_minute(when: datetime, schedule: ParsedSchedule) -> datetime:
+    """A cron slot is a whole minute: round off the estimate's clock skew (an
+    estimate truncated to 01:59:59 means 02:00). Intervals keep their seconds."""
+    if schedule.kind != "crontab":
+        return when
+    return (when + timedelta(seconds=30)).replace(second=0, microsecond=0)
+
+
+def build_dashboard() -> Dashboard:
+    from viral_clips.scheduler_status import scheduler_status
+
+    errors: dict[str, str] = {}
+    # Activity before the runs: a run that finishes in between is then in the
+    # table, never missing from both (the page refreshes only while busy).
+    activity = _attempt(errors, "activity", current_activity)
+    runs = list(CleanupRun.objects.order_by("-started_at")[:RECENT_RUNS])
+    board = Dashboard(
+        schedule_words=settings.CLEANUP_SCHEDULE.describe(),
+        schedule_raw=settings.CLEANUP_SCHEDULE.raw,
+        retention_days=settings.CLEANUP_RETENTION_DAYS,
+        report_schedule_words=settings.WEEKLY_REPORT_SCHEDULE.describe(),
+        runs=runs,
+        chart=storage_chart_svg(runs),
+        now=timezone.now(),
+        cube_cache_seconds=settings.CUBE_STATS_CACHE_SECONDS,
+        activity=activity,
+        errors=errors,
+    )
+    board.scheduler = _attempt(errors, "scheduler", scheduler_status)
+    if board.scheduler is not None:
+        entries = {entry.name: entry for entry in board.scheduler.entries}
+        board.cleanup_entry = entries.get(CLEANUP_ENTRY)
+        board.report_entry = entries.get(WEEKLY_REPORT_ENTRY)
+        if board.report_entry is not None and board.report_entry.next_run_at is not None:
+            board.report_next_run_at = _on_the_minute(
+                board.report_entry.next_run_at, settings.WEEKLY_REPORT_SCHEDULE
+            )
+    if board.cleanup_entry is not None and board.cleanup_entry.next_run_at is not None:
+        board.next_run_at = _on_the_minute(
+            board.cleanup_entry.next_run_at, settings.CLEANUP_SCHEDULE
+        )
+        board.next_run_from_beat = True
+    elif settings.CLEANUP_SCHEDULE.kind == "crontab":
+        # No beat has written the entry yet: the schedule's next slot is still
+        # worth showing (an interval has no slot until a beat starts counting).
+        cron = settings.CLEANUP_SCHEDULE.celery_schedule
+        board.next_run_at = _on_the_minute(
+            board.now + cron.remaining_estimate(board.now), settings.CLEANUP_SCHEDULE
+        )
+    board.cube = _attempt(errors, "cube", cube_stats)
+    board.now = timezone.now()  # after every part, so no "ago" is in the future
+    return board

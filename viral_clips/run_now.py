@@ -1,0 +1,214 @@
+"""Run now / Dry run from the dashboard, without ever queueing a duplicate.
+
+A cleanup is "busy" from the moment someone presses a button until its task
+has finished:
+
+* queued (pressed, not finished): a Redis marker, set atomically with
+  ``SET NX EX`` before the task is sent, so two presses in the same instant
+  cannot both win. It names the task id and is removed by that task's
+  ``task_postrun`` signal (success, failure or skip). It expires by itself
+  after PENDING_TIMEOUT, so a lost message or a killed worker can never block
+  the buttons for longer than that.
+* running: the run guard's overlap key (viral_clips/run_guard.py), which every
+  running cleanup holds, whatever its trigger, and which expires by itself if
+  its worker dies (CLEANUP_RUN_GUARD_TTL_SECONDS). A `running` CleanupRun row
+  without it belongs to a worker that died and blocks nothing.
+
+Checking and sending are not one transaction with the scheduler: a scheduled
+run can still start in the same second as a press. The task's run guard then
+ends the later one as ``skipped``; this module keeps the common case — a second
+press, a double click, two operators — from queueing anything at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from celery.signals import task_postrun
+from django.conf import settings
+from django.utils import timezone
+
+from viral_clips.app_redis import app_redis
+from viral_clips.models import CleanupRun
+from viral_clips.run_guard import RUNNING_KEY
+
+logger = logging.getLogger(__name__)
+
+CLEANUP_TASK = "viral_clips.tasks.scheduled_cloudcube_cleanup"
+PENDING_KEY = "koolclips:cleanup:run-now"
+# Long enough for a queued task to reach a busy worker, short enough that a
+# lost message blocks the buttons only briefly (then the task-level guard
+# still stops a real duplicate).
+PENDING_TIMEOUT = 600
+
+# Delete the marker only if it still names this task (another press may own it).
+_RELEASE_SCRIPT = """
+local value = redis.call('GET', KEYS[1])
+if value and cjson.decode(value)['task_id'] == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class CleanupActivity:
+    """A cleanup that is queued or running right now."""
+
+    state: str  # "queued" or "running"
+    since: datetime
+    dry_run: bool
+    trigger: str
+    requested_by: str = ""
+    run_id: int | None = None
+    task_id: str = ""
+
+    def describe(self) -> str:
+        kind = "dry run" if self.dry_run else "cleanup"
+        if self.state == "running":
+            if self.run_id is None:
+                return "A cleanup is starting"
+            return f"A {kind} ({self.trigger}) is running, run #{self.run_id}"
+        who = f" by {self.requested_by}" if self.requested_by else ""
+        return f"A {kind} was requested{who} and is queued"
+
+
+@dataclass(frozen=True)
+class RunNowResult:
+    queued: bool
+    task_id: str = ""
+    busy: CleanupActivity | None = None
+
+
+def _pending(client: redis.Redis) -> CleanupActivity | None:
+    raw = client.get(PENDING_KEY)
+    if not raw:
+        return None
+    data = json.loads(raw)
+    return CleanupActivity(
+        state="queued",
+        since=datetime.fromisoformat(data["requested_at"]),
+        dry_run=bool(data["dry_run"]),
+        trigger=CleanupRun.Trigger.MANUAL,
+        requested_by=data.get("requested_by", ""),
+        task_id=data["task_id"],
+    )
+
+
+def _running(client: redis.Redis) -> CleanupActivity | None:
+    """The cleanup holding the run guard's overlap key, with its run row when it has one."""
+    raw = client.get(RUNNING_KEY)
+    if not raw:
+        return None
+    task_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+    run = (
+        CleanupRun.objects.filter(task_id=task_id, status=CleanupRun.Status.RUNNING)
+        .order_by("-started_at")
+        .first()
+    )
+    if run is None:  # admitted a moment ago: its row is being written
+        return CleanupActivity(
+            state="running",
+            since=timezone.now(),
+            dry_run=False,
+            trigger="",
+            task_id=task_id,
+        )
+    return CleanupActivity(
+        state="running",
+        since=run.started_at,
+        dry_run=run.dry_run,
+        trigger=run.trigger,
+        run_id=run.pk,
+        task_id=task_id,
+    )
+
+
+def current_activity() -> CleanupActivity | None:
+    """The cleanup that is running, else the one queued from the dashboard, else None.
+
+    Raises redis.RedisError when Redis cannot be asked.
+    """
+    with app_redis() as client:
+        return _running(client) or _pending(client)
+
+
+def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
+    """Queue the cleanup task with trigger `manual`, unless one is queued or running.
+
+    Raises redis.RedisError when Redis (the marker and the broker) is down:
+    nothing was queued then.
+    """
+    task_id = str(uuid.uuid4())
+    marker = json.dumps(
+        {
+            "task_id": task_id,
+            "dry_run": dry_run,
+            "requested_by": requested_by,
+            "requested_at": timezone.now().isoformat(),
+        }
+    )
+    with app_redis() as client:
+        running = _running(client)
+        if running is not None:
+            return RunNowResult(queued=False, busy=running)
+        if not client.set(PENDING_KEY, marker, nx=True, ex=PENDING_TIMEOUT):
+            busy = _pending(client)
+            if busy is None:  # it finished between SET and GET: say so rather than race again
+                busy = CleanupActivity(
+                    state="queued",
+                    since=timezone.now(),
+                    dry_run=dry_run,
+                    trigger=CleanupRun.Trigger.MANUAL,
+                )
+            return RunNowResult(queued=False, busy=busy)
+
+    from viral_clips.tasks import scheduled_cloudcube_cleanup
+
+    try:
+        scheduled_cloudcube_cleanup.apply_async(
+            kwargs={
+                "retention_days": settings.CLEANUP_RETENTION_DAYS,
+                "dry_run": dry_run,
+                "trigger": CleanupRun.Trigger.MANUAL,
+            },
+            task_id=task_id,
+        )
+    except Exception:
+        release_pending(task_id)
+        raise
+    logger.info(
+        "Manual %s queued by %s (task %s)",
+        "dry run" if dry_run else "cleanup",
+        requested_by,
+        task_id,
+    )
+    return RunNowResult(queued=True, task_id=task_id)
+
+
+def release_pending(task_id: str) -> bool:
+    """Remove the queued marker if it belongs to `task_id`. True if removed."""
+    with app_redis() as client:
+        return bool(client.eval(_RELEASE_SCRIPT, 1, PENDING_KEY, task_id))
+
+
+@task_postrun.connect(dispatch_uid="koolclips-run-now-finished")
+def _cleanup_finished(sender=None, task_id: str | None = None, **kwargs) -> None:
+    """In the worker: a cleanup task ended (any outcome). Free the buttons and
+    drop the cached cube size, which the run may have changed."""
+    if getattr(sender, "name", None) != CLEANUP_TASK:
+        return
+    from viral_clips.cube_stats import forget_cube_stats
+
+    forget_cube_stats()
+    if task_id:
+        try:
+            release_pending(task_id)
+        except redis.RedisError as exc:
+            # The marker expires by itself after PENDING_TIMEOUT.
+            logger.warning("could not clear the run-now marker (%s)", type(exc).__name__)

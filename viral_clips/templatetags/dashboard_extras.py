@@ -1,0 +1,39 @@
+"""Relative times for the dashboard: "12 seconds ago", "in 4 hours, 11 minutes"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince, timeuntil
+
+register = template.Library()
+
+
+def _seconds(value: datetime, now: datetime | None) -> float:
+    return ((now or timezone.now()) - value).total_seconds()
+
+
+@register.filter
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return ""
+    seconds = _seconds(value, now)
+    if seconds < 1:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)} second{'s' if int(seconds) != 1 else ''} ago"
+    return f"{timesince(value, now)} ago"
+
+
+@register.filter
+def until(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return ""
+    seconds = -_seconds(value, now)
+    if seconds <= 0:
+        return "due now"
+    if seconds < 60:
+        return f"in {int(seconds)} second{'s' if int(seconds) != 1 else ''}"
+    return f"in {timeuntil(value, now)}"
