@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from devstack.lifetime import die_with_parent  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.procfile import procfile_command  # noqa: E402
+from devstack.procinfo import parent_of, wait_for  # noqa: E402
 from devstack.redis_server import RedisServer  # noqa: E402
 from devstack.s3_server import LocalS3Server  # noqa: E402
 
@@ -80,18 +81,8 @@ def holder_pid(redis) -> int | None:
     return int(pid) if pid else None
 
 
-def parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def wait(predicate, timeout: float, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
+    return wait_for(predicate, timeout, step) or None
 
 
 def runs_since(moment: datetime) -> int:

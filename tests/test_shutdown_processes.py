@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from datetime import timedelta
 
 import pytest
 
+from devstack.procinfo import wait_for
 from tests.support.processes import ProcfileProcess
 from viral_clips.models import CleanupRun
 from viral_clips.tasks import scheduled_cloudcube_cleanup
 
 pytestmark = pytest.mark.processes
-
-
-def wait_for(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_sigterm_mid_cleanup_requeues_and_the_next_worker_finishes_the_run(
