@@ -1,4 +1,5 @@
-"""Short-lived Redis connections for the operator's state (cube stats cache, run-now marker).
+"""Short-lived Redis connections for the app's own keys (run guard, run-now marker,
+cube stats cache, the health check).
 
 Heroku Redis mini allows 20 connections in all, so nothing here keeps one open
 between uses: each `with app_redis() as client:` opens one connection and
@@ -15,13 +16,13 @@ from django.conf import settings
 
 
 @contextmanager
-def app_redis() -> Iterator[redis.Redis]:
+def app_redis(timeout: float = 2) -> Iterator[redis.Redis]:
     """One connection to REDIS_URL for the block (TLS without certificate checks
     for Heroku's rediss:// URLs), closed when the block ends."""
     client = redis.Redis.from_url(
         settings.REDIS_URL,
-        socket_connect_timeout=2,
-        socket_timeout=2,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
         single_connection_client=True,
         **(settings.REDIS_SSL_OPTIONS or {}),
     )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from viral_clips.app_redis import app_redis
 from viral_clips.models import CleanupRun
 
 
@@ -23,16 +23,8 @@ def check_database() -> None:
 
 
 def check_redis() -> None:
-    client = redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=2,
-        socket_timeout=2,
-        **(settings.REDIS_SSL_OPTIONS or {}),
-    )
-    try:
+    with app_redis() as client:
         client.ping()
-    finally:
-        client.close()
 
 
 def check_cloudcube() -> None:

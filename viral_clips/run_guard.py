@@ -20,8 +20,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-import redis
 from django.conf import settings
+
+from viral_clips.app_redis import app_redis
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +43,6 @@ return 0
 """
 
 
-def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=5,
-        socket_timeout=5,
-        **(settings.REDIS_SSL_OPTIONS or {}),
-    )
-
-
 def slot_key(entry: str, slot: datetime) -> str:
     return f"{KEY_PREFIX}slot:{entry}:{slot.isoformat()}"
 
@@ -64,28 +56,21 @@ class Admission:
     def refresh(self) -> None:
         """Keep the overlap guard while the run makes progress (called every page)."""
         if self.admitted and self.token:
-            client = redis_client()
-            try:
+            with app_redis(timeout=5) as client:
                 client.eval(
                     _REFRESH, 1, RUNNING_KEY, self.token, settings.CLEANUP_RUN_GUARD_TTL_SECONDS
                 )
-            finally:
-                client.close()
 
     def release(self) -> None:
         """Free the overlap guard (the slot stays claimed)."""
         if self.admitted and self.token:
-            client = redis_client()
-            try:
+            with app_redis(timeout=5) as client:
                 client.eval(_RELEASE, 1, RUNNING_KEY, self.token)
-            finally:
-                client.close()
 
 
 def admit(token: str, entry: str | None = None, slot: datetime | None = None) -> Admission:
     """Claim the slot (if any) and the overlap guard for the task `token`."""
-    client = redis_client()
-    try:
+    with app_redis(timeout=5) as client:
         if entry and slot:
             key = slot_key(entry, slot)
             if not client.set(key, token, nx=True, ex=settings.CLEANUP_SLOT_TTL_SECONDS):
@@ -97,17 +82,12 @@ def admit(token: str, entry: str | None = None, slot: datetime | None = None) ->
             if running != token:
                 return Admission(False, f"another cleanup is running (task {running})")
         return Admission(True, token=token)
-    finally:
-        client.close()
 
 
 def cleanup_in_progress() -> bool:
     """Whether a cleanup holds the overlap guard right now."""
-    client = redis_client()
-    try:
+    with app_redis(timeout=5) as client:
         return bool(client.exists(RUNNING_KEY))
-    finally:
-        client.close()
 
 
 def _text(value: bytes | None) -> str | None:
