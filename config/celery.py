@@ -11,7 +11,7 @@ import os
 
 from celery import Celery, signature
 
-from config.beat_supervisor import BeatSupervisor
+from scheduling.supervisor import BeatSupervisor
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

@@ -162,7 +162,7 @@ def init_sentry(
             "server_name": server_name,
             "integrations": [
                 DjangoIntegration(),
-                # The cleanup's cron monitor is sent by viral_clips.monitoring,
+                # The cleanup's cron monitor is sent by scheduling.crons,
                 # with a schedule, margin and runtime of its own (the SDK's beat
                 # monitoring sets neither and skips sub-minute intervals).
                 CeleryIntegration(monitor_beat_tasks=False),

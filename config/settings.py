@@ -17,8 +17,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.cloudcube import CloudcubeURLError, parse_cloudcube_url
-from config.schedule import ScheduleError, parse_schedule
 from config.sentry import init_sentry
+from scheduling.schedules import ScheduleError, parse_schedule
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "storages",
+    "scheduling",
     "viral_clips",
 ]
 
@@ -211,8 +212,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 # this many seconds is cancelled and re-queued (Celery's soft shutdown).
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 20.0
 
-# Beat: RedBeat, with its lock held in Redis (config/beat.py).
-CELERY_BEAT_SCHEDULER = "config.beat.KoolclipsScheduler"
+# Beat: RedBeat, with its lock held in Redis (scheduling/beat.py).
+CELERY_BEAT_SCHEDULER = "scheduling.beat.KoolclipsScheduler"
 CELERY_REDBEAT_REDIS_URL = REDIS_URL
 CELERY_REDBEAT_REDIS_USE_SSL = REDIS_SSL_OPTIONS
 CELERY_REDBEAT_KEY_PREFIX = env.str("REDBEAT_KEY_PREFIX", default="koolclips:redbeat:")
@@ -238,7 +239,7 @@ if CELERY_REDBEAT_LOCK_TIMEOUT < 2 * CELERY_BEAT_MAX_LOOP_INTERVAL:
         " or a healthy scheduler can lose its lock between two ticks"
     )
 # A scheduled cleanup slot, once claimed, is remembered this long in Redis
-# (viral_clips/run_guard.py). A running cleanup renews its overlap guard after
+# (scheduling/guard.py). A running cleanup renews its overlap guard after
 # every listed page (well under a second on S3); a worker killed mid-run
 # leaves it to expire after this long.
 CLEANUP_SLOT_TTL_SECONDS = 7 * 24 * 3600

@@ -18,11 +18,11 @@ def test_procfile_has_exactly_release_web_worker():
     assert commands["web"].startswith("gunicorn config.wsgi")
     worker = commands["worker"]
     assert worker.startswith("celery -A config worker --beat")
-    # RedBeat's scheduler, extended (config/beat.py).
-    assert "--scheduler config.beat.KoolclipsScheduler" in worker
+    # RedBeat's scheduler, extended (scheduling/beat.py).
+    assert "--scheduler scheduling.beat.KoolclipsScheduler" in worker
     from redbeat import RedBeatScheduler
 
-    from config.beat import KoolclipsScheduler
+    from scheduling.beat import KoolclipsScheduler
 
     assert issubclass(KoolclipsScheduler, RedBeatScheduler)
     assert re.search(r"--concurrency \$\{CELERY_WORKER_CONCURRENCY:-2\}", worker)

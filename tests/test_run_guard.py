@@ -11,9 +11,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from config.beat import SLOT_HEADER
+from scheduling import guard as run_guard
+from scheduling.beat import SLOT_HEADER
 from tests.support.processes import ProcfileProcess
-from viral_clips import run_guard
 from viral_clips.models import CleanupRun
 from viral_clips.tasks import scheduled_cloudcube_cleanup
 

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from devstack.ports import free_port
+from scheduling import guard as run_guard
 from tests.support.broker import queued_messages
 from tests.support.runs import make_run
-from viral_clips import run_guard
 from viral_clips.cube_stats import CACHE_KEY
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import (

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from celery.schedules import crontab, schedule
 
-from config.schedule import ScheduleError, parse_schedule
+from scheduling.schedules import ScheduleError, parse_schedule
 
 
 @pytest.mark.parametrize(

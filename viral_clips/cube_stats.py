@@ -20,7 +20,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from viral_clips.app_redis import app_redis
+from scheduling.app_redis import app_redis
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from config.celery import CLEANUP_ENTRY, WEEKLY_REPORT_ENTRY
-from config.schedule import ParsedSchedule
+from scheduling.schedules import ParsedSchedule
 from viral_clips.cube_stats import CubeStats, cube_stats
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import CleanupActivity, current_activity
@@ -37,7 +37,7 @@ class Dashboard:
     chart: str
     now: datetime
     cube_cache_seconds: int
-    scheduler: Any = None  # viral_clips.scheduler_status.SchedulerStatus
+    scheduler: Any = None  # scheduling.status.SchedulerStatus
     cleanup_entry: Any = None  # its entry for the cleanup
     report_entry: Any = None  # its entry for the weekly report
     cube: CubeStats | None = None
@@ -66,7 +66,7 @@ def _on_the_minute(when: datetime, schedule: ParsedSchedule) -> datetime:
 
 
 def build_dashboard() -> Dashboard:
-    from viral_clips.scheduler_status import scheduler_status
+    from scheduling.status import scheduler_status
 
     errors: dict[str, str] = {}
     # Activity before the runs: a run that finishes in between is then in the

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from viral_clips.app_redis import app_redis
+from scheduling.app_redis import app_redis
 from viral_clips.models import CleanupRun
 
 
@@ -45,7 +45,7 @@ def check_scheduler() -> dict:
     a worker whose beat child died keeps running without it, and only this
     check notices.
     """
-    from viral_clips.scheduler_status import scheduler_status
+    from scheduling.status import scheduler_status
 
     max_age = settings.HEALTH_SCHEDULER_MAX_AGE
     last_tick = scheduler_status().last_tick_at

@@ -9,7 +9,7 @@ has finished:
   ``task_postrun`` signal (success, failure or skip). It expires by itself
   after PENDING_TIMEOUT, so a lost message or a killed worker can never block
   the buttons for longer than that.
-* running: the run guard's overlap key (viral_clips/run_guard.py), which every
+* running: the run guard's overlap key (scheduling/guard.py), which every
   running cleanup holds, whatever its trigger, and which expires by itself if
   its worker dies (CLEANUP_RUN_GUARD_TTL_SECONDS). A `running` CleanupRun row
   without it belongs to a worker that died and blocks nothing.
@@ -33,9 +33,9 @@ from celery.signals import task_postrun
 from django.conf import settings
 from django.utils import timezone
 
-from viral_clips.app_redis import app_redis
+from scheduling.app_redis import app_redis
+from scheduling.guard import RUNNING_KEY
 from viral_clips.models import CleanupRun
-from viral_clips.run_guard import RUNNING_KEY
 
 logger = logging.getLogger(__name__)
 

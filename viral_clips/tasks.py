@@ -10,9 +10,12 @@ from celery import shared_task
 from celery.exceptions import Reject
 from django.conf import settings
 
-from config.beat import SLOT_HEADER
 from config.celery import CLEANUP_ENTRY
-from viral_clips import reports, run_guard, shutdown
+from scheduling import guard as run_guard
+from scheduling import shutdown
+from scheduling.beat import SLOT_HEADER
+from scheduling.crons import report_cleanup_to_sentry
+from viral_clips import reports
 from viral_clips.cleanup import (
     CleanupInterrupted,
     record_skipped_run,
@@ -20,7 +23,6 @@ from viral_clips.cleanup import (
     validate_retention_days,
 )
 from viral_clips.models import CleanupRun
-from viral_clips.monitoring import report_cleanup_to_sentry
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ class CleanupFailed(Exception):
 
 
 @shared_task(name="viral_clips.tasks.scheduled_cloudcube_cleanup", bind=True, acks_late=True)
-@report_cleanup_to_sentry  # cron check-ins, failed and partial runs: viral_clips/monitoring.py
+@report_cleanup_to_sentry  # cron check-ins, failed and partial runs: scheduling/crons.py
 def scheduled_cloudcube_cleanup(
     self,
     retention_days: int | None = None,
@@ -84,7 +86,7 @@ def scheduled_cloudcube_cleanup(
 
 
 def _scheduled_slot(request) -> datetime | None:
-    """The beat slot this message was sent for (config/beat.py), if any."""
+    """The beat slot this message was sent for (scheduling/beat.py), if any."""
     headers = getattr(request, "headers", None) or {}
     value = headers.get(SLOT_HEADER) or getattr(request, SLOT_HEADER, None)
     try:

@@ -8,7 +8,7 @@ processes run. On top of it this scheduler
 * stamps every task it sends with the slot it belongs to (header
   `scheduled_for`), so the task can refuse to run one slot twice;
 * exits when it loses its lock (Redis restarted empty, failed over, the key
-  expired), as RedBeat does: config/beat_supervisor.py then starts a new beat
+  expired), as RedBeat does: scheduling/supervisor.py then starts a new beat
   inside the same worker, which waits for the lock and re-creates the schedule.
 """
 

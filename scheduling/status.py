@@ -48,7 +48,7 @@ def scheduler_status() -> SchedulerStatus:
     """Read the scheduler's state. Raises redis.RedisError when Redis is unreachable."""
     from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
 
-    from config.beat import holder_key
+    from scheduling.beat import holder_key
 
     conf = ensure_conf(app)
     client = get_redis(app)

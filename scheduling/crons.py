@@ -42,7 +42,7 @@ from django.conf import settings
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
 from config.celery import CLEANUP_ENTRY
-from config.schedule import ParsedSchedule
+from scheduling.schedules import ParsedSchedule
 from viral_clips.cleanup import CleanupInterrupted
 from viral_clips.models import CleanupRun
 

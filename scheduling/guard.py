@@ -22,7 +22,7 @@ from datetime import datetime
 
 from django.conf import settings
 
-from viral_clips.app_redis import app_redis
+from scheduling.app_redis import app_redis
 
 logger = logging.getLogger(__name__)
 

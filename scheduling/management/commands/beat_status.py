@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from viral_clips.scheduler_status import scheduler_status
+from scheduling.status import scheduler_status
 
 
 def _when(moment: datetime | None, now: datetime) -> str:
