@@ -320,6 +320,7 @@ def check_scheduler() -> list[Check]:
             )
         )
     found = {entry.name: entry for entry in status.entries}
+    words = _schedule_words()
     for name in sorted(app.conf.beat_schedule):
         entry = found.get(name)
         if entry is None:
@@ -342,7 +343,7 @@ def check_scheduler() -> list[Check]:
             Check(
                 f"schedule:{name}",
                 True,
-                f"{entry.schedule_words}; {text}",
+                f"{words.get(name, entry.schedule_words)}; {text}",
                 details={
                     "schedule": entry.schedule,
                     "next_run_at": when.isoformat() if when else None,
@@ -351,6 +352,16 @@ def check_scheduler() -> list[Check]:
             )
         )
     return checks
+
+
+def _schedule_words() -> dict[str, str]:
+    """Each configured entry's schedule in words, from the setting that defines it."""
+    from config.celery import CLEANUP_ENTRY, WEEKLY_REPORT_ENTRY
+
+    return {
+        CLEANUP_ENTRY: settings.CLEANUP_SCHEDULE.describe(),
+        WEEKLY_REPORT_ENTRY: settings.WEEKLY_REPORT_SCHEDULE.describe(),
+    }
 
 
 # --- Sentry ----------------------------------------------------------------------
@@ -472,13 +483,14 @@ def check_mail(send_test_mail: bool = False) -> list[Check]:
 def _check_smtp() -> Check:
     host, port = settings.EMAIL_HOST, settings.EMAIL_PORT
     where = f"{host}:{port}"
-    steps = ["connect", "EHLO"]
+    steps = ["connect"]
     fix = (
         "check EMAIL_HOST and EMAIL_PORT (587 with EMAIL_USE_TLS=1 for STARTTLS), and"
         " EMAIL_HOST_USER / EMAIL_HOST_PASSWORD, against your mail provider's settings"
     )
     try:
         with smtplib.SMTP(host, port, timeout=TIMEOUT) as smtp:
+            steps.append("EHLO")
             code, _ = smtp.ehlo()
             if code != 250:
                 raise smtplib.SMTPResponseException(code, b"EHLO refused")
