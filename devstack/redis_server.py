@@ -57,6 +57,7 @@ class RedisServer:
         *,
         tls: bool = False,
         password: str | None = None,
+        extra_args: list[str] | None = None,
     ):
         self.port = port or free_port()
         self.binary = redis_server_binary()
@@ -67,6 +68,8 @@ class RedisServer:
         self.log_path = Path(log_path) if log_path else Path(self._dir) / "redis.log"
         self.process: subprocess.Popen | None = None
         self._cert: tuple[Path, Path] | None = None
+        # e.g. ["--rename-command", "CONFIG", ""]: Heroku Redis refuses CONFIG.
+        self.extra_args = list(extra_args or [])
 
     @property
     def url(self) -> str:
@@ -99,6 +102,7 @@ class RedisServer:
             "--appendonly", "no",
             "--dir", self._dir,
             "--logfile", str(self.log_path),
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
