@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -60,8 +61,8 @@ def preflight(env: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def preflight_json(env: dict) -> tuple[int, dict[str, dict]]:
-    result = preflight(env, "--json")
+def preflight_json(env: dict, *args: str) -> tuple[int, dict[str, dict]]:
+    result = preflight(env, "--json", *args)
     data = json.loads(result.stdout)
     assert data["ok"] is (result.returncode == 0), result.stdout
     return result.returncode, {c["name"]: c for c in data["checks"]}
@@ -169,9 +170,11 @@ def test_all_green_then_each_fault_turns_exactly_its_line_red(
     assert "failed at connect" in checks["smtp"]["summary"]
     assert "EMAIL_PORT" in checks["smtp"]["fix"]
 
-    # No worker: nothing holds the scheduler lock.
+    # No worker: nothing holds the scheduler lock (and waiting for one does not help).
     worker.stop()
-    code, checks = preflight_json(stack_env)
+    started = time.monotonic()
+    code, checks = preflight_json(stack_env, "--wait", "3")
+    assert time.monotonic() - started >= 3
     assert code == 1
     assert failed(checks) == {"scheduler"}
     assert "no scheduler holds the lock" in checks["scheduler"]["summary"]

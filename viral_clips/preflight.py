@@ -539,6 +539,18 @@ def _send_test_mail(admins: list[str]) -> Check:
     return Check("mail_test", True, f"test mail sent to {', '.join(admins)}")
 
 
+def wait_for_scheduler(seconds: float, every: float = 2.0) -> bool:
+    """Wait up to `seconds` for a scheduler to hold the lock and tick (a worker
+    dyno takes a few seconds to start after a deploy). True once it does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if check_scheduler()[0].ok:
+            return True
+        if time.monotonic() + every > deadline:
+            return False
+        time.sleep(every)
+
+
 # --- all of it --------------------------------------------------------------------
 def run_preflight(*, send_test_event: bool = False, send_test_mail: bool = False) -> list[Check]:
     """Every check, in the order an operator fixes things."""

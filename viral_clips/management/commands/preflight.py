@@ -10,7 +10,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from viral_clips.preflight import run_preflight
+from viral_clips.preflight import run_preflight, wait_for_scheduler
 
 
 class Command(BaseCommand):
@@ -24,8 +24,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--send-test-mail", action="store_true", help="Mail a test message to the admins."
         )
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=0,
+            metavar="SECONDS",
+            help="Wait up to this long for a scheduler to take the lock (right after a deploy).",
+        )
 
     def handle(self, *args, **options) -> None:
+        if options["wait"] > 0:
+            wait_for_scheduler(options["wait"])
         checks = run_preflight(
             send_test_event=options["send_test_event"], send_test_mail=options["send_test_mail"]
         )
