@@ -7,7 +7,7 @@ tests/settings.py). Every variable is listed in README.md and app.json.
 Every variable is read through `env` (config/env.py): each has a type, a range
 or form and a default. A bad value is collected, not raised on the spot, and
 the end of this module raises one ConfigurationError naming every bad variable.
-Adding a setting is one line: `NAME = env.int("NAME", default, min=..., max=...)`.
+Adding a setting is one line, e.g. `CLEANUP_BATCH = env.int(<name>, 1000, min=1, max=1000)`.
 """
 
 from __future__ import annotations
