@@ -96,8 +96,6 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None):
         self.environ = os.environ if environ is None else environ
         self.errors: builtins.list[str] = []
-        # What each reader saw, for messages and for `manage.py preflight`.
-        self.names: builtins.list[str] = []
 
     # --- reporting ----------------------------------------------------------
     def error(self, name: str, message: str, raw: str | None = None) -> None:
@@ -126,7 +124,6 @@ class Env:
     # --- readers ------------------------------------------------------------
     def get(self, name: str) -> str | None:
         """The raw value, or None when the variable is not set."""
-        self.names.append(name)
         return self.environ.get(name)
 
     def parsed(self, name: str, default: T, parse: Callable[[str], T], accepted: str) -> T:
