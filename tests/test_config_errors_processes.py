@@ -202,3 +202,23 @@ def test_a_programming_error_still_shows_its_traceback(seeded_env, tmp_path):
     assert code != 0
     assert "Traceback" in output and "RuntimeError: boom" in output
     assert "configuration error" not in output
+
+
+def test_a_gunicorn_worker_that_meets_a_bad_setting_stops_the_master(seeded_env):
+    # Without the master's check (config/gunicorn.py), config/wsgi.py itself
+    # exits with gunicorn's "App failed to load" code: the master stops instead
+    # of booting a new worker for ever.
+    env = dict(seeded_env, CLEANUP_RETENTION_DAYS="five")
+    started = time.monotonic()
+    result = subprocess.run(
+        ["gunicorn", "config.wsgi", "--workers", "1", "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT,
+        env=venv_path_env(env),
+        capture_output=True,
+        text=True,
+        timeout=EXIT_WITHIN + 30,
+    )
+    output = result.stdout + result.stderr
+    assert_refused(result.returncode, output, time.monotonic() - started, "CLEANUP_RETENTION_DAYS")
+    assert result.returncode == 4
+    assert "App failed to load" in output
