@@ -11,9 +11,12 @@ import os
 
 from celery import Celery, signature
 
+from config.env import install_excepthook
 from scheduling.supervisor import BeatSupervisor
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# `celery -A config worker` with a bad setting: one line and exit 1, no traceback.
+install_excepthook()
 
 app = Celery("koolclips")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -1,8 +1,13 @@
 """Settings for koolclips, all from environment variables.
 
 Production-safe by default: DEBUG is off and a missing secret stops start-up.
-`make run` and the tests supply their own local values (see scripts/ and
+`make run` and the tests supply their own local values (see devstack/ and
 tests/settings.py). Every variable is listed in README.md and app.json.
+
+Every variable is read through `env` (config/env.py): each has a type, a range
+or form and a default. A bad value is collected, not raised on the spot, and
+the end of this module raises one ConfigurationError naming every bad variable.
+Adding a setting is one line, e.g. `CLEANUP_BATCH = env.int(<name>, 1000, min=1, max=1000)`.
 """
 
 from __future__ import annotations
@@ -14,31 +19,39 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 
-from config.cloudcube import CloudcubeURLError, parse_cloudcube_url
+from config.cloudcube import CloudcubeConfig, CloudcubeURLError, parse_cloudcube_url
+from config.env import Env
 from config.sentry import init_sentry
-from scheduling.schedules import ScheduleError, parse_schedule
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-env = environ.Env()
+env = Env()
 
 # --- Core -------------------------------------------------------------------
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+DEBUG = env.bool("DJANGO_DEBUG", False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured(
+        env.error(
+            "DJANGO_SECRET_KEY",
             "DJANGO_SECRET_KEY is not set. It is required when DJANGO_DEBUG is off"
-            " (production); on Heroku app.json generates one."
+            " (production); on Heroku app.json generates one.",
         )
     SECRET_KEY = "insecure-local-development-key-not-for-production"  # noqa: S105
 
+_HOST = r"(\.?[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:\d+)?|\*"
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS",
-    default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [".herokuapp.com"],
+    ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [".herokuapp.com"],
+    item_pattern=_HOST,
+    accepted="host names such as example.com, .herokuapp.com (with subdomains) or 127.0.0.1",
 )
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_TRUSTED_ORIGINS = env.list(
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    [],
+    item_pattern=r"https?://[^\s/,]+",
+    accepted="origins with their scheme, such as https://clips.example.com",
+)
 
 # Which dyno this process runs on ("worker.1", "web.2"); hostname locally.
 DYNO = os.environ.get("DYNO") or socket.gethostname()
@@ -87,10 +100,26 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------
 # Heroku Postgres sets DATABASE_URL; locally a SQLite file.
+# Only the engines whose drivers requirements.txt installs.
+_DB_ENGINES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
+
+
+def _database(url: str) -> dict:
+    config = environ.Env.db_url_config(url)
+    if config.get("ENGINE") not in _DB_ENGINES:
+        raise ValueError(url)
+    return config
+
+
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    "default": env.parsed(
+        "DATABASE_URL",
+        _database(f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        _database,
+        "postgres://user:password@host:5432/name (Heroku Postgres sets it) or sqlite:////path",
+    ),
 }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", 60, min=0, unit="seconds")
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and worker write the same file: wait for the lock instead of failing.
@@ -115,25 +144,29 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-try:
-    CLOUDCUBE = parse_cloudcube_url(
-        env.str(
-            "CLOUDCUBE_URL",
-            default="" if not DEBUG else "http://127.0.0.1:5000/koolclips-local/localcube",
-        ),
-        region=env.str("CLOUDCUBE_REGION", default="") or None,
-    )
-except CloudcubeURLError as exc:
-    raise ImproperlyConfigured(str(exc)) from exc
-CLOUDCUBE_ACCESS_KEY_ID = env.str("CLOUDCUBE_ACCESS_KEY_ID", default="local" if DEBUG else "")
-CLOUDCUBE_SECRET_ACCESS_KEY = env.str(
-    "CLOUDCUBE_SECRET_ACCESS_KEY", default="local" if DEBUG else ""
+_LOCAL_CUBE = "http://127.0.0.1:5000/koolclips-local/localcube"
+_CLOUDCUBE_URL = env.str("CLOUDCUBE_URL", _LOCAL_CUBE if DEBUG else "")
+CLOUDCUBE_REGION = env.str(
+    "CLOUDCUBE_REGION",
+    "",
+    pattern=r"[a-z]{2}(-[a-z]+)+-\d",
+    accepted="an AWS region such as us-east-1 or eu-west-1, or empty (from the bucket name)",
 )
-if not (CLOUDCUBE_ACCESS_KEY_ID and CLOUDCUBE_SECRET_ACCESS_KEY):
-    raise ImproperlyConfigured(
-        "CLOUDCUBE_ACCESS_KEY_ID and CLOUDCUBE_SECRET_ACCESS_KEY must be set"
-        " (the Cloudcube add-on sets them)."
+try:
+    CLOUDCUBE = parse_cloudcube_url(_CLOUDCUBE_URL, region=CLOUDCUBE_REGION or None)
+except CloudcubeURLError as exc:
+    env.error("CLOUDCUBE_URL", str(exc))
+    CLOUDCUBE = CloudcubeConfig(
+        bucket="koolclips-unconfigured", cube="unconfigured", endpoint_url=None, region="us-east-1"
     )
+CLOUDCUBE_ACCESS_KEY_ID = env.str("CLOUDCUBE_ACCESS_KEY_ID", "local" if DEBUG else "")
+CLOUDCUBE_SECRET_ACCESS_KEY = env.str("CLOUDCUBE_SECRET_ACCESS_KEY", "local" if DEBUG else "")
+env.check(
+    bool(CLOUDCUBE_ACCESS_KEY_ID and CLOUDCUBE_SECRET_ACCESS_KEY),
+    "CLOUDCUBE_SECRET_ACCESS_KEY",
+    "CLOUDCUBE_ACCESS_KEY_ID and CLOUDCUBE_SECRET_ACCESS_KEY must be set"
+    " (the Cloudcube add-on sets them).",
+)
 
 # Uploads live under <cube>/public/ (publicly readable on Cloudcube), so URLs
 # are plain, never signed: no credentials in any page.
@@ -160,24 +193,22 @@ STORAGES = {
 }
 
 # --- Redis, Celery and the beat scheduler ----------------------------------
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+REDIS_URL = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss"))
 # Heroku Redis is rediss:// with a self-signed certificate.
 REDIS_SSL_OPTIONS = (
     {"ssl_cert_reqs": ssl.CERT_NONE} if urlsplit(REDIS_URL).scheme == "rediss" else None
 )
 
-try:
-    CLEANUP_SCHEDULE = parse_schedule(env.str("CLEANUP_SCHEDULE", default="0 2 * * *"))
-except ScheduleError as exc:
-    raise ImproperlyConfigured(str(exc)) from exc
-CLEANUP_RETENTION_DAYS = env.int("CLEANUP_RETENTION_DAYS", default=5)
+# Redis connections Heroku Redis's plan allows (mini: 20); `manage.py preflight`
+# compares what is in use against it. 0: unknown, not compared.
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", 20, min=0)
+
+CLEANUP_SCHEDULE = env.schedule("CLEANUP_SCHEDULE", "0 2 * * *")
+# The same bounds the cleanup itself enforces (viral_clips/cleanup.py): a bad
+# value stops start-up instead of failing every scheduled run.
+CLEANUP_RETENTION_DAYS = env.int("CLEANUP_RETENTION_DAYS", 5, min=1, max=3650, unit="days")
 # The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
-try:
-    WEEKLY_REPORT_SCHEDULE = parse_schedule(
-        env.str("WEEKLY_REPORT_SCHEDULE", default="0 9 * * 1"), variable="WEEKLY_REPORT_SCHEDULE"
-    )
-except ScheduleError as exc:
-    raise ImproperlyConfigured(str(exc)) from exc
+WEEKLY_REPORT_SCHEDULE = env.schedule("WEEKLY_REPORT_SCHEDULE", "0 9 * * 1")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_USE_SSL = REDIS_SSL_OPTIONS
@@ -190,8 +221,12 @@ CELERY_ENABLE_UTC = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # 8 CPUs are reported on a dyno: Celery's default would start 8 children and
-# blow the 512 MB quota. Two is plenty for a daily cleanup.
-CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+# blow the 512 MB quota. Two is plenty for a daily cleanup. The Procfile passes
+# no --concurrency: this setting is the only source.
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", 2, min=1, max=32)
+# gunicorn reads WEB_CONCURRENCY itself (the Procfile's --workers); checked here
+# too so that the release phase stops a bad value before the web dyno starts.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", 2, min=1, max=32)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Heroku Redis mini allows 20 connections. Remote control (`celery inspect`,
 # `celery control`) costs each worker two more (a pidbox channel and its
@@ -212,11 +247,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 # this many seconds is cancelled and re-queued (Celery's soft shutdown).
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 20.0
 
-# Beat: RedBeat, with its lock held in Redis (scheduling/beat.py).
+# Beat: RedBeat, with its lock held in Redis (scheduling/beat.py). The embedded
+# beat of `worker --beat` takes its scheduler from here (the Procfile passes no
+# --scheduler).
 CELERY_BEAT_SCHEDULER = "scheduling.beat.KoolclipsScheduler"
 CELERY_REDBEAT_REDIS_URL = REDIS_URL
 CELERY_REDBEAT_REDIS_USE_SSL = REDIS_SSL_OPTIONS
-CELERY_REDBEAT_KEY_PREFIX = env.str("REDBEAT_KEY_PREFIX", default="koolclips:redbeat:")
+CELERY_REDBEAT_KEY_PREFIX = env.str(
+    "REDBEAT_KEY_PREFIX",
+    "koolclips:redbeat:",
+    pattern=r"[A-Za-z0-9:_.-]+",
+    accepted="letters, digits and : _ . - (no spaces), such as koolclips:redbeat:",
+)
 # Its own (empty) client options rather than the broker's transport options.
 CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
 # Why 5 s and 25 s:
@@ -231,54 +273,79 @@ CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
 # - A 5 s loop costs one small Redis round trip a tick: nothing.
 # Celery's defaults (300 s loop, RedBeat's 5 x loop = 25 min lock) would leave
 # the app without a scheduler for up to 25 minutes after a crash.
-CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("BEAT_MAX_LOOP_INTERVAL", default=5)
-CELERY_REDBEAT_LOCK_TIMEOUT = env.int("REDBEAT_LOCK_TIMEOUT", default=25)
-if CELERY_REDBEAT_LOCK_TIMEOUT < 2 * CELERY_BEAT_MAX_LOOP_INTERVAL:
-    raise ImproperlyConfigured(
-        "REDBEAT_LOCK_TIMEOUT must be at least twice BEAT_MAX_LOOP_INTERVAL,"
-        " or a healthy scheduler can lose its lock between two ticks"
-    )
+# 0 is not allowed: Celery reads it as "unset" and loops every 300 s.
+CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("BEAT_MAX_LOOP_INTERVAL", 5, min=1, max=300, unit="seconds")
+CELERY_REDBEAT_LOCK_TIMEOUT = env.int("REDBEAT_LOCK_TIMEOUT", 25, min=2, unit="seconds")
+env.check(
+    CELERY_REDBEAT_LOCK_TIMEOUT >= 2 * CELERY_BEAT_MAX_LOOP_INTERVAL,
+    "REDBEAT_LOCK_TIMEOUT",
+    f"REDBEAT_LOCK_TIMEOUT={CELERY_REDBEAT_LOCK_TIMEOUT} must be at least twice"
+    f" BEAT_MAX_LOOP_INTERVAL={CELERY_BEAT_MAX_LOOP_INTERVAL} (so at least"
+    f" {2 * CELERY_BEAT_MAX_LOOP_INTERVAL}), or a healthy scheduler can lose its lock"
+    " between two ticks",
+)
 # A scheduled cleanup slot, once claimed, is remembered this long in Redis
 # (scheduling/guard.py). A running cleanup renews its overlap guard after
 # every listed page (well under a second on S3); a worker killed mid-run
 # leaves it to expire after this long.
 CLEANUP_SLOT_TTL_SECONDS = 7 * 24 * 3600
-CLEANUP_RUN_GUARD_TTL_SECONDS = env.int("CLEANUP_RUN_GUARD_TTL_SECONDS", default=120)
+CLEANUP_RUN_GUARD_TTL_SECONDS = env.int(
+    "CLEANUP_RUN_GUARD_TTL_SECONDS", 120, min=1, max=86400, unit="seconds"
+)
 
 # --- Operator's view (dashboard and /health/) --------------------------------
 # /health/ answers 503 when no scheduler has ticked for this long: a few loop
 # intervals, so one slow tick is not an outage but a dead beat is caught.
 HEALTH_SCHEDULER_MAX_AGE = env.int(
-    "HEALTH_SCHEDULER_MAX_AGE", default=3 * CELERY_BEAT_MAX_LOOP_INTERVAL
+    "HEALTH_SCHEDULER_MAX_AGE", 3 * CELERY_BEAT_MAX_LOOP_INTERVAL, min=1, unit="seconds"
 )
-# The dashboard lists the whole cube to show its size: keep the answer briefly.
-CUBE_STATS_CACHE_SECONDS = env.int("CUBE_STATS_CACHE_SECONDS", default=60)
+# The dashboard lists the whole cube to show its size: keep the answer briefly
+# (0: measure on every view).
+CUBE_STATS_CACHE_SECONDS = env.int("CUBE_STATS_CACHE_SECONDS", 60, min=0, unit="seconds")
 
 # --- Email ------------------------------------------------------------------
-ADMINS = [("koolclips admin", a) for a in env.list("DJANGO_ADMIN_EMAILS", default=[])]
+_EMAIL = r"[^@\s,<>]+@[^@\s,<>]+"
+ADMINS = [
+    ("koolclips admin", a)
+    for a in env.list(
+        "DJANGO_ADMIN_EMAILS", [], item_pattern=_EMAIL, accepted="addresses such as ops@example.com"
+    )
+]
 EMAIL_BACKEND = env.str(
     "DJANGO_EMAIL_BACKEND",
-    default="django.core.mail.backends.console.EmailBackend"
+    "django.core.mail.backends.console.EmailBackend"
     if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend",
+    pattern=r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+",
+    accepted="a dotted Python path such as django.core.mail.backends.smtp.EmailBackend",
 )
-DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="koolclips <noreply@localhost>")
+DEFAULT_FROM_EMAIL = env.str(
+    "DJANGO_DEFAULT_FROM_EMAIL",
+    "koolclips <noreply@localhost>",
+    pattern=rf"{_EMAIL}|[^<>]*<{_EMAIL}>",
+    accepted="an address, optionally with a name: koolclips <noreply@example.com>",
+)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
-EMAIL_PORT = env.int("EMAIL_PORT", default=587)
-EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
-EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
-EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+EMAIL_HOST = env.str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.port("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", True)
+# Django's default is no timeout: a black-holed SMTP server would hang the
+# weekly report's task for ever.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", 10, min=1, max=300, unit="seconds")
 
 # --- Security (production) --------------------------------------------------
 # Heroku's router terminates TLS and says so in X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
-SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_SECONDS = env.int(
+    "DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, min=0, unit="seconds"
+)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -286,7 +353,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # --- Logging: one line per record on stdout, readable in `heroku logs` ------
-LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
+LOG_LEVEL = env.str(
+    "DJANGO_LOG_LEVEL", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -312,16 +381,27 @@ LOGGING = {
 # --- Sentry -----------------------------------------------------------------
 # Off without a DSN. config/sentry.py starts it for this process and for every
 # process Celery forks later (pool children, the embedded beat child).
-SENTRY_DSN = env.str("SENTRY_DSN", default="")
-SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production")
+SENTRY_DSN = env.str(
+    "SENTRY_DSN",
+    "",
+    pattern=r"https?://[^@/\s]+@[^/\s]+/(.+/)?\d+",
+    accepted="a Sentry DSN https://<key>@<host>/<project id> (Project Settings,"
+    " Client Keys), or empty for no Sentry",
+)
+SENTRY_ENVIRONMENT = env.str(
+    "SENTRY_ENVIRONMENT",
+    "production",
+    pattern=r"[^\s/]{1,64}",
+    accepted="a name without spaces or slashes, such as production or staging",
+)
 # Heroku sets HEROKU_SLUG_COMMIT once dyno metadata is enabled
 # (`heroku labs:enable runtime-dyno-metadata`): each deploy is a release.
-SENTRY_RELEASE = env.str("HEROKU_SLUG_COMMIT", default="") or None
-SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
-if not 0.0 <= SENTRY_TRACES_SAMPLE_RATE <= 1.0:
-    raise ImproperlyConfigured(
-        f"SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1, got {SENTRY_TRACES_SAMPLE_RATE}"
-    )
+SENTRY_RELEASE = env.str("HEROKU_SLUG_COMMIT", "") or None
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", 0.0, min=0.0, max=1.0)
+
+# Every bad value above, reported at once, before anything starts.
+env.raise_errors()
+
 init_sentry(
     dsn=SENTRY_DSN,
     environment=SENTRY_ENVIRONMENT,

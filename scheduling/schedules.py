@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from celery.schedules import crontab, schedule
+from celery.schedules import ParseException, crontab, schedule
 
 ACCEPTED_FORMS = (
     "a 5-field cron expression in UTC such as '0 2 * * *', '0 */12 * * *' or"
@@ -22,6 +22,8 @@ ACCEPTED_FORMS = (
 )
 _INTERVAL_RE = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[smhd])$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Longer than ten years is a typo; far longer overflows timedelta (OverflowError).
+MAX_INTERVAL_SECONDS = 3650 * 86400
 _CRON_FIELD_RE = re.compile(r"^[A-Za-z0-9*/,-]+$")
 _DAY_NAMES = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 
@@ -72,6 +74,11 @@ def parse_schedule(value: str, variable: str = "CLEANUP_SCHEDULE") -> ParsedSche
             raise ScheduleError(
                 f"{variable}={value!r}: an interval must be positive; expected {ACCEPTED_FORMS}"
             )
+        if seconds > MAX_INTERVAL_SECONDS:
+            raise ScheduleError(
+                f"{variable}={value!r}: an interval must be at most 3650 days;"
+                f" expected {ACCEPTED_FORMS}"
+            )
         return ParsedSchedule(
             raw=text,
             kind="interval",
@@ -91,7 +98,10 @@ def parse_schedule(value: str, variable: str = "CLEANUP_SCHEDULE") -> ParsedSche
             month_of_year=month_of_year,
             day_of_week=day_of_week,
         )
-    except (ValueError, TypeError, IndexError) as exc:
+    # celery's crontab_parser raises ParseException ('0 2 * * 1,', '- 2 * * *'),
+    # ValueError (out of range), and has raised TypeError/IndexError/OverflowError:
+    # whatever it raises, the text is not a schedule.
+    except (ParseException, ValueError, TypeError, IndexError, OverflowError) as exc:
         raise ScheduleError(
             f"{variable}={value!r} is not a valid cron expression ({exc});"
             f" expected {ACCEPTED_FORMS}"

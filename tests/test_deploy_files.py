@@ -16,16 +16,24 @@ def test_procfile_has_exactly_release_web_worker():
     assert list(commands) == ["release", "web", "worker"]
     assert "migrate" in commands["release"]
     assert commands["web"].startswith("gunicorn config.wsgi")
+    # gunicorn's master checks the settings before it forks (config/gunicorn.py).
+    assert "--config python:config.gunicorn" in commands["web"]
     worker = commands["worker"]
     assert worker.startswith("celery -A config worker --beat")
-    # RedBeat's scheduler, extended (scheduling/beat.py).
-    assert "--scheduler scheduling.beat.KoolclipsScheduler" in worker
+    # Concurrency and scheduler have one source, the settings: a flag on the
+    # command line would be a second one (and `--concurrency two` would be
+    # rejected by celery's CLI without naming CELERY_WORKER_CONCURRENCY).
+    assert "--concurrency" not in worker and " -c " not in worker
+    assert "--scheduler" not in worker and " -S " not in worker
+    from django.conf import settings
     from redbeat import RedBeatScheduler
 
     from scheduling.beat import KoolclipsScheduler
 
+    # RedBeat's scheduler, extended (scheduling/beat.py), from CELERY_BEAT_SCHEDULER.
+    assert settings.CELERY_BEAT_SCHEDULER == "scheduling.beat.KoolclipsScheduler"
     assert issubclass(KoolclipsScheduler, RedBeatScheduler)
-    assert re.search(r"--concurrency \$\{CELERY_WORKER_CONCURRENCY:-2\}", worker)
+    assert settings.CELERY_WORKER_CONCURRENCY == 2
 
 
 def test_app_json_provisions_everything():
@@ -38,7 +46,7 @@ def test_app_json_provisions_everything():
     assert app["env"]["DJANGO_SECRET_KEY"]["generator"] == "secret"
     for name, spec in app["env"].items():
         assert spec.get("description"), f"{name} has no description"
-    assert "postdeploy" in app["scripts"]
+    assert "manage.py preflight" in app["scripts"]["postdeploy"]
 
 
 def test_every_setting_variable_is_documented():

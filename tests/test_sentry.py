@@ -118,7 +118,9 @@ def test_environment_defaults_to_production_and_release_is_the_slug_commit():
 def test_bad_traces_sample_rate_stops_start_up():
     done = _django_process({"SENTRY_TRACES_SAMPLE_RATE": "2"}, "pass")
     assert done.returncode != 0
-    assert "SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1" in done.stderr
+    # Issue 11's wording: the variable, the value given and the accepted range.
+    assert "SENTRY_TRACES_SAMPLE_RATE='2' is not valid" in done.stderr
+    assert "from 0.0 to 1.0" in done.stderr
 
 
 # --- the real SDK in this process --------------------------------------------

@@ -74,7 +74,9 @@ def test_production_settings_pass_check_deploy():
 def test_bad_configuration_stops_start_up(overrides, message):
     result = run_manage(overrides, "check")
     assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr
+    # One readable line, no traceback (it used to be ImproperlyConfigured's).
+    assert result.stderr.startswith("koolclips: configuration error: "), result.stderr
+    assert "Traceback" not in result.stderr
     assert message in result.stderr
 
 

@@ -12,6 +12,10 @@ def test_worker_with_embedded_beat_holds_lock_and_schedules(worker_env, redis_cl
     worker = ProcfileProcess("worker", env, tmp_path / "worker.log").start()
     try:
         assert worker.wait_for_output("beat: Acquired lock", timeout=40), worker.output()
+        # The Procfile passes no --scheduler: CELERY_BEAT_SCHEDULER chose ours.
+        assert worker.wait_for_output("beat: holding the scheduler lock", timeout=10), (
+            worker.output()
+        )
         assert worker.wait_for_output("Sending due task scheduled-cloudcube-cleanup", timeout=20), (
             worker.output()
         )
