@@ -61,14 +61,19 @@ class CleanupReport:
     bytes_scanned: int = 0  # the cube's size when the run started
     files_deleted: int = 0  # in a dry run: files a real run would delete
     bytes_freed: int = 0
-    clips_retained: int = 0
-    pinned_kept: int = 0
+    clips_retained: int = 0  # objects kept: recent, pinned or their clip recent
+    pinned_kept: int = 0  # expired but kept: pinned, or their clip is recent
     error_count: int = 0
     errors: list[dict] = field(default_factory=list)  # a sample, see error_count
 
     @property
     def mb_freed(self) -> float:
         return self.bytes_freed / (1024 * 1024)
+
+    @property
+    def recent_kept(self) -> int:
+        """Objects kept because they are younger than the retention period."""
+        return self.clips_retained - self.pinned_kept
 
     def as_dict(self) -> dict:
         return asdict(self)
