@@ -1,4 +1,4 @@
-"""The local S3 server serves `<cube>/public/` to anyone, as Cloudcube does; the rest stays private."""
+"""Local S3 serves `<cube>/public/` to anyone, as Cloudcube does; the rest stays private."""
 
 from __future__ import annotations
 

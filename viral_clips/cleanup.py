@@ -30,6 +30,7 @@ S3_MAX_KEYS_PER_PAGE = 1000  # ListObjectsV2 returns at most this many keys a pa
 S3_MAX_KEYS_PER_DELETE = 1000  # DeleteObjects accepts at most this many keys
 MAX_RETENTION_DAYS = 3650  # beyond ten years is a typo, not a policy
 ERROR_SAMPLE_SIZE = 20  # per-key errors kept in the run record (all are counted)
+WOULD_DELETE_SAMPLE_SIZE = 50  # keys a dry run shows it would delete (all are counted)
 _DB_CHUNK = 500  # keys per IN (...) query, under SQLite's variable limit
 
 
@@ -65,6 +66,7 @@ class CleanupReport:
     pinned_kept: int = 0  # expired but kept: pinned, or their clip is recent
     error_count: int = 0
     errors: list[dict] = field(default_factory=list)  # a sample, see error_count
+    would_delete: list[str] = field(default_factory=list)  # a dry run's sample of keys
 
     @property
     def mb_freed(self) -> float:
@@ -286,6 +288,8 @@ def _delete_batch(
     if dry_run:
         report.files_deleted += len(batch)
         report.bytes_freed += sum(sizes.values())
+        room = max(0, WOULD_DELETE_SAMPLE_SIZE - len(report.would_delete))
+        report.would_delete.extend(key for key, _ in batch[:room])
         return
     try:
         response = client.delete_objects(
@@ -344,7 +348,8 @@ def _save_counts(run: CleanupRun, report: CleanupReport, detail: str | None = No
     for name in _COUNT_FIELDS:
         setattr(run, name, getattr(report, name))
     run.error_sample = report.errors
-    fields = [*_COUNT_FIELDS, "error_sample"]
+    run.would_delete_sample = report.would_delete
+    fields = [*_COUNT_FIELDS, "error_sample", "would_delete_sample"]
     if detail is not None:
         run.detail = detail
         fields.append("detail")
@@ -357,6 +362,7 @@ def _finish_run(run: CleanupRun, report: CleanupReport, detail: str) -> None:
     for name in _COUNT_FIELDS:
         setattr(run, name, getattr(report, name))
     run.error_sample = report.errors
+    run.would_delete_sample = report.would_delete
     run.detail = detail[:2000]
     run.save()
 
