@@ -35,6 +35,7 @@ def test_the_runs_list_is_condensed_and_shows_dry_runs_neutrally(admin_client_):
     # No boolean column for dry_run: a red "no" icon next to "Succeeded" read as a failure.
     assert "icon-no.svg" not in text and "icon-yes.svg" not in text
     assert "Manual · dry run" in text and "would free 8.0\xa0MB" in text
+    assert "would delete 6" in text
     for dropped in ("Retention days", "Objects scanned", "Clips retained"):
         assert f">{dropped}<" not in text
 

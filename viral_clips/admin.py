@@ -1,3 +1,5 @@
+from datetime import UTC
+
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
@@ -8,6 +10,8 @@ from viral_clips.models import CleanupRun, Clip
 admin.site.site_header = "koolclips admin"
 admin.site.site_title = "koolclips"
 admin.site.index_title = "Clips and cleanup runs"
+# Two models: the sidebar repeats the index and costs the runs list its width.
+admin.site.enable_nav_sidebar = False
 
 
 def human_size(size: int) -> str:
@@ -52,15 +56,15 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
     # Few columns, so the list fits 1280 px beside the filters; the rest is on the run's page.
     list_display = (
         "id",
-        "started_at",
+        "started",
         "kind",
         "status",
-        "files_deleted",
+        "deleted",
         "freed",
         "error_count",
         "duration",
     )
-    list_display_links = ("id", "started_at")
+    list_display_links = ("id", "started")
     list_filter = ("status", "trigger", "dry_run")
     date_hierarchy = "started_at"
     fields = (
@@ -104,6 +108,10 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    @admin.display(description="Started (UTC)", ordering="started_at")
+    def started(self, obj: CleanupRun) -> str:
+        return f"{obj.started_at.astimezone(UTC):%Y-%m-%d %H:%M}"
+
     @admin.display(description="Run", ordering="trigger")
     def kind(self, obj: CleanupRun) -> str:
         # A dry run is a kind of run, not a flag to colour red or green.
@@ -113,6 +121,10 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
     @admin.display(description="Scanned")
     def scanned(self, obj: CleanupRun) -> str:
         return human_size(obj.bytes_scanned)
+
+    @admin.display(description="Files deleted", ordering="files_deleted")
+    def deleted(self, obj: CleanupRun) -> str:
+        return f"would delete {obj.files_deleted}" if obj.dry_run else str(obj.files_deleted)
 
     @admin.display(description="Freed", ordering="bytes_freed")
     def freed(self, obj: CleanupRun) -> str:
