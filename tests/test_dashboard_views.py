@@ -237,6 +237,32 @@ def test_the_weekly_report_says_it_has_not_been_sent_yet(staff_client, services)
     assert "every Monday at 09:00 UTC" in report and "Not sent yet." in report
 
 
+def test_the_weekly_report_shows_its_last_send_once_beat_has_sent_it(staff_client, services):
+    import json
+
+    from celery.schedules import crontab
+    from redbeat.schedulers import RedBeatSchedulerEntry
+
+    from config.celery import WEEKLY_REPORT_ENTRY, app
+
+    entry = RedBeatSchedulerEntry(
+        WEEKLY_REPORT_ENTRY, "viral_clips.tasks.send_weekly_report",
+        crontab(minute=0, hour=9, day_of_week=1), app=app,
+    ).save()  # fmt: skip
+    # As a beat writes it at start: last_run_at is the time it was written.
+    text = staff_client.get("/").content.decode()
+    assert "Not sent yet." in text
+    sent = timezone.now() - timedelta(days=2)
+    meta = {"last_run_at": {"__type__": "datetime", "year": sent.year, "month": sent.month,
+            "day": sent.day, "hour": 9, "minute": 0, "second": 0, "microsecond": 0,
+            "timezone": "UTC"}, "total_run_count": 1}  # fmt: skip
+    services.hset(entry.key, "meta", json.dumps(meta))
+    text = staff_client.get("/").content.decode()
+    report = re.search(r'<p class="muted" id="weekly-report">.*?</p>', text, re.S)[0]
+    assert f"Last sent {sent:%a %Y-%m-%d} 09:00 UTC" in report, report
+    assert "its outcome is in the worker's log" in report
+
+
 def test_the_favicon_is_served(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200

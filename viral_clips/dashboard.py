@@ -74,7 +74,20 @@ def report_last_run(entry) -> ReportLastRun | None:
     """
     if entry is None or entry.last_run_at is None:
         return None
+    # RedBeat stamps a new entry's last_run_at with the time it was written: only
+    # an entry that has been sent at least once has really run.
+    if _times_sent(entry.name) == 0:
+        return None
     return ReportLastRun(sent_at=entry.last_run_at)
+
+
+def _times_sent(name: str) -> int:
+    from redbeat.schedulers import RedBeatSchedulerEntry
+
+    from config.celery import app
+
+    key = RedBeatSchedulerEntry.generate_key(app, name)
+    return RedBeatSchedulerEntry.from_key(key, app=app).total_run_count
 
 
 def _attempt(errors: dict[str, str], part: str, fetch):
@@ -119,7 +132,7 @@ def build_dashboard() -> Dashboard:
         entries = {entry.name: entry for entry in board.scheduler.entries}
         board.cleanup_entry = entries.get(CLEANUP_ENTRY)
         board.report_entry = entries.get(WEEKLY_REPORT_ENTRY)
-        board.report_last = report_last_run(board.report_entry)
+        board.report_last = _attempt(errors, "report", lambda: report_last_run(board.report_entry))
         if board.report_entry is not None and board.report_entry.next_run_at is not None:
             board.report_next_run_at = _on_the_minute(
                 board.report_entry.next_run_at, settings.WEEKLY_REPORT_SCHEDULE
