@@ -51,6 +51,7 @@ def test_a_run_page_is_read_only_with_human_sizes(admin_client_):
     assert "3.0\xa0MB" in text
     assert "icon-no.svg" not in text  # "dry run: no" is not a failure
     assert "Schedule" in text
+    assert "Objects kept" in text and "Clips retained" not in text
     post = admin_client_.post(f"/admin/viral_clips/cleanuprun/{run.pk}/change/", {"status": "x"})
     assert post.status_code == 403
     run.refresh_from_db()

@@ -72,7 +72,7 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
         ("started_at", "finished_at", "duration"),
         ("objects_scanned", "scanned"),
         ("files_deleted", "freed"),
-        ("clips_retained", "error_count"),
+        ("objects_kept", "error_count"),
         "would_delete",
         "errors",
         "detail",
@@ -90,7 +90,7 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
         "scanned",
         "files_deleted",
         "freed",
-        "clips_retained",
+        "objects_kept",
         "error_count",
         "would_delete",
         "errors",
@@ -125,6 +125,11 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
     @admin.display(description="Files deleted", ordering="files_deleted")
     def deleted(self, obj: CleanupRun) -> str:
         return f"would delete {obj.files_deleted}" if obj.dry_run else str(obj.files_deleted)
+
+    @admin.display(description="Objects kept")
+    def objects_kept(self, obj: CleanupRun) -> int:
+        # Stored as clips_retained: every object left, recent, pinned or failed.
+        return obj.clips_retained
 
     @admin.display(description="Freed", ordering="bytes_freed")
     def freed(self, obj: CleanupRun) -> str:
