@@ -82,10 +82,19 @@ def main() -> int:
 
 
 def run_stack(state: Path) -> int:
-    redis_server = RedisServer(port=pick_port(int(os.environ.get("DEVSTACK_REDIS_PORT", "6379"))))
+    redis_server = RedisServer(port=pick_port(int(os.environ.get("DEVSTACK_REDIS_PORT") or "6379")))
     redis_server.start()
     log(f"redis-server {redis_server.binary} on port {redis_server.port}")
-    s3 = LocalS3Server(port=pick_port(int(os.environ.get("DEVSTACK_S3_PORT", "9000")))).start()
+    s3 = LocalS3Server(port=pick_port(int(os.environ.get("DEVSTACK_S3_PORT") or "9000")))
+    try:
+        return serve(state, redis_server, s3.start())
+    finally:
+        # Also when a step fails (a migration, a port): leave no redis-server behind.
+        s3.stop()
+        redis_server.stop()
+
+
+def serve(state: Path, redis_server: RedisServer, s3: LocalS3Server) -> int:
     s3.create_bucket(BUCKET)
     # As on Cloudcube: <cube>/public/ is readable by anyone, the rest is private.
     s3.make_public(BUCKET, CUBE)
