@@ -1,12 +1,16 @@
-# Two commands from a fresh clone: `make run` (the whole stack) and `make test`.
+# From a fresh clone: `make run` (the whole stack), `make test`, and
+# `make manage ARGS="beat_status"` (any manage.py command against the running stack).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+DEVSTACK_DIR ?= .devstack
 
-.PHONY: run test lint bench-cleanup bench-scheduler clean
+.PHONY: run manage test lint bench-cleanup bench-scheduler clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The stamp's name is the requirements' checksum: a change renames it, so no
+# timestamp prerequisites (a fresh checkout's mtimes would reinstall for nothing).
+$(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
@@ -17,6 +21,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m devstack.run
 
+# Reads .devstack/env (written by `make run`); refuses when no stack is running.
+manage: $(STAMP)
+	@$(PY) -m devstack.manage $(ARGS)
+
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -24,5 +32,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Benchmarks (run by hand; small defaults here, see docs/benchmarks.md for the full runs).
+bench-cleanup: $(STAMP)
+	$(PY) bench/cleanup_bench.py --objects $(or $(OBJECTS),2000) --memory-sizes 2000,10000 --repeat 1 --skip-naive $(BENCH_ARGS)
+
+# No options: it measures the production timings (about two minutes).
+bench-scheduler: $(STAMP)
+	$(PY) bench/scheduler_bench.py $(BENCH_ARGS)
+
+# Refuses while a `make run` holds .devstack/lock (it would delete a live stack's state).
 clean:
-	rm -rf $(VENV) staticfiles db.sqlite3 .pytest_cache
+	@if [ -e $(DEVSTACK_DIR)/lock ] && ! flock -n $(DEVSTACK_DIR)/lock true; then \
+		echo "make clean: a make run is using $(DEVSTACK_DIR)/ (stop it with Ctrl-C first)"; exit 1; fi
+	rm -rf $(VENV) staticfiles db.sqlite3 .pytest_cache $(DEVSTACK_DIR)

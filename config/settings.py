@@ -356,11 +356,15 @@ X_FRAME_OPTIONS = "DENY"
 LOG_LEVEL = env.str(
     "DJANGO_LOG_LEVEL", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 )
+# Heroku's router stamps every line with the time; anywhere else (no DYNO) we do.
+LOG_FORMAT = "%(levelname)s %(name)s [%(processName)s] %(message)s"
+if not os.environ.get("DYNO"):
+    LOG_FORMAT = "%(asctime)s " + LOG_FORMAT
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "heroku": {"format": "%(levelname)s %(name)s [%(processName)s] %(message)s"},
+        "heroku": {"format": LOG_FORMAT, "datefmt": "%Y-%m-%d %H:%M:%S%z"},
     },
     "handlers": {
         "stdout": {

@@ -4,6 +4,10 @@ Starts a real redis-server (6379, or another port when taken), a local S3
 server with the bucket and cube, SQLite, migrations, demo data, then the
 Procfile's `web` (gunicorn on http://127.0.0.1:8000) and `worker` (celery
 worker with embedded RedBeat beat). Ctrl-C stops everything it started.
+
+One `make run` owns `.devstack/` at a time (devstack/state.py): a second one,
+or one whose web port is taken, refuses before it touches anything. While it
+runs, `.devstack/env` lets `make manage ARGS=...` reach this stack.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from devstack.ports import free_port, port_in_use
 from devstack.procfile import procfile_command
 from devstack.redis_server import RedisServer
 from devstack.s3_server import LocalS3Server
+from devstack.state import StackBusy, StackLock, state_dir, write_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "koolclips-local"
@@ -43,20 +48,62 @@ def stream(name: str, proc: subprocess.Popen) -> None:
         sys.stdout.flush()
 
 
+def taken_ports() -> list[str]:
+    """The ports this stack must have and cannot: the web port, and the Redis
+    and S3 ports when asked for explicitly (the defaults fall back to a free one)."""
+    wanted = [("PORT", str(WEB_PORT))]
+    for name in ("DEVSTACK_REDIS_PORT", "DEVSTACK_S3_PORT"):
+        if os.environ.get(name):
+            wanted.append((name, os.environ[name]))
+    return [f"{name}={port}" for name, port in wanted if port_in_use(int(port))]
+
+
 def main() -> int:
-    redis_server = RedisServer(port=pick_port(int(os.environ.get("DEVSTACK_REDIS_PORT", "6379"))))
+    state = state_dir()
+    # Everything that can refuse comes first: nothing is deleted or started yet.
+    try:
+        lock = StackLock(state).acquire()
+    except StackBusy as exc:
+        log(f"refusing to start: {exc}")
+        return 2
+    taken = taken_ports()
+    if taken:
+        log(
+            f"refusing to start: already in use: {', '.join(taken)} (another stack or server?);"
+            " stop it or pick other ports (e.g. PORT=8001 make run)"
+        )
+        lock.release()
+        return 2
+    try:
+        return run_stack(state)
+    finally:
+        (state / "env").unlink(missing_ok=True)
+        lock.release()
+
+
+def run_stack(state: Path) -> int:
+    redis_server = RedisServer(port=pick_port(int(os.environ.get("DEVSTACK_REDIS_PORT") or "6379")))
     redis_server.start()
     log(f"redis-server {redis_server.binary} on port {redis_server.port}")
-    s3 = LocalS3Server(port=pick_port(int(os.environ.get("DEVSTACK_S3_PORT", "9000")))).start()
+    s3 = LocalS3Server(port=pick_port(int(os.environ.get("DEVSTACK_S3_PORT") or "9000")))
+    try:
+        return serve(state, redis_server, s3.start())
+    finally:
+        # Also when a step fails (a migration, a port): leave no redis-server behind.
+        s3.stop()
+        redis_server.stop()
+
+
+def serve(state: Path, redis_server: RedisServer, s3: LocalS3Server) -> int:
     s3.create_bucket(BUCKET)
+    # As on Cloudcube: <cube>/public/ is readable by anyone, the rest is private.
+    s3.make_public(BUCKET, CUBE)
     log(f"local S3 server (moto) on {s3.endpoint_url}, bucket {BUCKET}, cube {CUBE}")
 
     env = dict(os.environ)
     if "DATABASE_URL" not in env:
         # The local S3 server keeps nothing between runs, so neither does the
         # local database: every `make run` starts from the same clean slate.
-        state = ROOT / ".devstack"
-        state.mkdir(exist_ok=True)
         (state / "local.sqlite3").unlink(missing_ok=True)
         env["DATABASE_URL"] = f"sqlite:///{state / 'local.sqlite3'}"
     env.setdefault("DJANGO_DEBUG", "1")
@@ -107,9 +154,15 @@ def main() -> int:
         )
         threading.Thread(target=stream, args=(name, proc), daemon=True).start()
         children.append((name, proc))
+    env_file = write_env_file(state, env)
     log(
         f"web on http://127.0.0.1:{WEB_PORT}/ (dashboard: /, admin: /admin/, health: /health/);"
         " Ctrl-C stops all"
+    )
+    where = f"DEVSTACK_DIR={state} " if os.environ.get("DEVSTACK_DIR") else ""
+    log(
+        f'any manage.py command against this stack: {where}make manage ARGS="beat_status"'
+        f" (its environment is in {env_file})"
     )
 
     stopping = threading.Event()

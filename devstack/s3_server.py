@@ -23,6 +23,9 @@ class LocalS3Server:
         self.host = host
         self.port = port or free_port(host)
         self._server = None
+        # Bucket policy statements that stay whatever deny_deletes adds or
+        # removes (the public-read grant of a cube's public/ folder).
+        self._standing: dict[str, list[dict]] = {}
 
     @property
     def endpoint_url(self) -> str:
@@ -84,6 +87,23 @@ class LocalS3Server:
         if bucket in self.backend.buckets:
             self.backend.buckets[bucket].keys.clear()
 
+    def make_public(self, bucket: str, cube: str) -> None:
+        """Let anyone GET `<cube>/public/*` without credentials, as Cloudcube does.
+
+        A bucket policy (Allow s3:GetObject, Principal "*"): moto's server
+        evaluates it for anonymous requests, so everything else stays 403.
+        """
+        self._standing.setdefault(bucket, []).append(
+            {
+                "Sid": f"PublicRead-{cube}",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/{cube}/public/*",
+            }
+        )
+        self._write_policy(bucket, [])
+
     def deny_deletes(self, bucket: str, patterns: Iterable[str]) -> None:
         """Deny s3:DeleteObject on these keys (`*` and `?` are wildcards) by a
         bucket policy, as a real bucket's policy would.
@@ -92,21 +112,24 @@ class LocalS3Server:
         request and answers each denied key with a per-key AccessDenied error,
         which is what a partial cleanup meets on S3.
         """
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:DeleteObject",
-                    "Resource": [f"arn:aws:s3:::{bucket}/{p}" for p in patterns],
-                }
-            ],
+        deny = {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:DeleteObject",
+            "Resource": [f"arn:aws:s3:::{bucket}/{p}" for p in patterns],
         }
-        self.backend.put_bucket_policy(bucket, json.dumps(policy).encode())
+        self._write_policy(bucket, [deny])
 
     def allow_deletes(self, bucket: str) -> None:
-        self.backend.delete_bucket_policy(bucket)
+        self._write_policy(bucket, [])
+
+    def _write_policy(self, bucket: str, extra: list[dict]) -> None:
+        statements = [*self._standing.get(bucket, []), *extra]
+        if not statements:
+            self.backend.delete_bucket_policy(bucket)
+            return
+        policy = {"Version": "2012-10-17", "Statement": statements}
+        self.backend.put_bucket_policy(bucket, json.dumps(policy).encode())
 
     @contextmanager
     def refuse_deletes(self, keys: Iterable[str], bucket: str) -> Iterator[None]:

@@ -50,6 +50,30 @@ def test_task_logs_the_exact_start_and_completion_lines(cube, caplog, settings, 
 
 
 @pytest.mark.django_db
+def test_a_manual_run_logs_as_manual_and_counts_only_recent_clips_as_recent(
+    cube, caplog, settings, redis_client
+):
+    from viral_clips.models import Clip
+
+    settings.CLEANUP_RETENTION_DAYS = 5
+    cube.put("testcube/public/clips/old.mp4", b"o" * MB, age=OLD)
+    cube.put("testcube/public/clips/pinned.mp4", b"p", age=OLD)
+    cube.put("testcube/public/clips/new.mp4", b"n", age=NEW)
+    Clip.objects.create(title="Pinned", file="clips/pinned.mp4", size_bytes=1, pinned=True)
+
+    with caplog.at_level(logging.INFO, logger="viral_clips.tasks"):
+        scheduled_cloudcube_cleanup.apply(kwargs={"trigger": "manual", "dry_run": True}).get()
+
+    messages = [r.getMessage() for r in caplog.records if r.name == "viral_clips.tasks"]
+    assert messages == [
+        "Starting manual Cloudcube cleanup (retention: 5 days)",
+        # The month-old pinned clip is kept, but it is not a "recent" clip.
+        "Manual cleanup completed: Would delete 1 files (1.00 MB), retained 1 recent clips",
+        "Kept 1 expired files of pinned or recent clips",
+    ]
+
+
+@pytest.mark.django_db
 def test_task_raises_when_the_run_failed(cube, s3_server, redis_client):
     key = cube.put("testcube/public/clips/a.mp4", age=OLD)
     with s3_server.refuse_deletes([key], cube.bucket):

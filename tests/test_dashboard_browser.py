@@ -7,8 +7,13 @@ server (the test settings); the worker uses the production settings module.
 
 Nothing downloads a browser: Playwright launches /usr/bin/chromium (the
 `chromium` Debian package, which .ci/run installs when missing). Without it the
-test skips and says so. The screenshot goes to tests/artifacts/dashboard.png,
-or to $DASHBOARD_SCREENSHOT (README's docs/dashboard.png comes from this test).
+test skips and says so.
+
+The page is checked at 1280 and 420 px wide: no table or card overflows its
+card (a wide table scrolls inside its own box) and the page itself never
+scrolls sideways; the admin's runs list fits at 1280. Screenshots at both widths
+go to tests/artifacts/, or to $DASHBOARD_SCREENSHOT_DIR (`docs/` refreshes the
+README's docs/dashboard-1280.png and docs/dashboard-420.png).
 """
 
 from __future__ import annotations
@@ -41,6 +46,35 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 MB = 1024 * 1024
+WIDTHS = (1280, 420)
+
+# Everything that sticks out: the page scrolling sideways, a card whose content
+# is wider than the card, a table's box reaching outside its card, and (where
+# asked) a table wider than its box, which then has to scroll.
+OVERFLOW_JS = """(mustFit) => {
+  const problems = [];
+  const doc = document.documentElement;
+  if (doc.scrollWidth > window.innerWidth + 1)
+    problems.push(`page scrolls sideways: ${doc.scrollWidth} > ${window.innerWidth}`);
+  for (const card of document.querySelectorAll('section, .card, .module')) {
+    if (card.matches('section.cards')) continue;
+    const style = getComputedStyle(card);
+    if (card.scrollWidth > card.clientWidth + 1 && style.overflowX === 'visible')
+      problems.push(`${card.id || card.className}: ${card.scrollWidth} > ${card.clientWidth}`);
+  }
+  for (const table of document.querySelectorAll('table')) {
+    const box = table.closest('.table-wrap, .results') || table.parentElement;
+    const card = table.closest('section:not(.cards), .card, #content') || document.body;
+    const b = box.getBoundingClientRect(), c = card.getBoundingClientRect();
+    if (b.left < c.left - 1 || b.right > c.right + 1)
+      problems.push(`table box ${b.left}-${b.right} outside its card ${c.left}-${c.right}`);
+    if (getComputedStyle(box).overflowX === 'visible' && table.scrollWidth > box.clientWidth + 1)
+      problems.push(`table ${table.id} clipped: ${table.scrollWidth} > ${box.clientWidth}`);
+    if (mustFit && table.scrollWidth > box.clientWidth + 1)
+      problems.push(`table ${table.id} needs a scroll: ${table.scrollWidth} > ${box.clientWidth}`);
+  }
+  return problems;
+}"""
 
 
 @pytest.fixture
@@ -56,7 +90,13 @@ def chromium_path() -> str:
 @pytest.fixture
 def seeded(cube, django_user_model):
     """A staff user, a cube with expired and recent files, and a week of past runs."""
-    django_user_model.objects.create_user("operator", password="correct-horse-9", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(
+        "operator", password="correct-horse-9", is_staff=True
+    )
+    # Enough to read the runs in the admin (a read-only page).
+    user.user_permissions.add(Permission.objects.get(codename="view_cleanuprun"))
     for i in range(6):
         cube.put(f"testcube/public/clips/old-{i}.mp4", b"o" * (MB // 2), age=timedelta(days=9))
     for i in range(4):
@@ -96,10 +136,10 @@ def test_staff_logs_in_presses_dry_run_and_sees_the_run(
     env = dict(worker_env, DYNO="worker.1")
     worker = ProcfileProcess("worker", env, tmp_path / "worker.log").start()
     keys_before = seeded.keys()
-    screenshot = Path(
-        os.environ.get("DASHBOARD_SCREENSHOT") or ROOT / "tests" / "artifacts" / "dashboard.png"
-    )
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    shots = Path(os.environ.get("DASHBOARD_SCREENSHOT_DIR") or ROOT / "tests" / "artifacts")
+    shots.mkdir(parents=True, exist_ok=True)
+    screenshots = {width: shots / f"dashboard-{width}.png" for width in WIDTHS}
+    overflow: dict[str, list[str]] = {}
     # Playwright's sync API runs an event loop in this thread; the ORM must not
     # be called until it is closed (Django refuses ORM calls from async contexts).
     try:
@@ -141,8 +181,36 @@ def test_staff_logs_in_presses_dry_run_and_sees_the_run(
                 expect(page.locator("#runs tbody tr")).to_have_count(7)
                 expect(page.locator("svg.chart g.run")).to_have_count(7)
                 expect(page.locator("#activity")).to_have_count(0)
+                expect(new_row).to_contain_text("would delete")
                 run_link = new_row.locator("a").first.get_attribute("href")
-                page.screenshot(path=str(screenshot), full_page=True)
+
+                for width in WIDTHS:
+                    page.set_viewport_size({"width": width, "height": 900})
+                    page.goto(live_server.url + "/")
+                    expect(page.locator("#runs tbody tr")).to_have_count(7)
+                    overflow[f"dashboard@{width}"] = page.evaluate(OVERFLOW_JS, False)
+                    page.screenshot(path=str(screenshots[width]), full_page=True)
+                    # The header's parts stay apart when it wraps (no "koolclipsDashboard").
+                    brand = page.locator(".topbar .brand").bounding_box()
+                    first_link = page.locator(".topbar nav a").first.bounding_box()
+                    assert (
+                        first_link["x"] >= brand["x"] + brand["width"] + 4
+                        or first_link["y"] >= brand["y"] + brand["height"]
+                    ), (width, brand, first_link)
+                    page.goto(live_server.url + "/admin/viral_clips/cleanuprun/")
+                    expect(page.locator("#result_list tbody tr")).to_have_count(7)
+                    overflow[f"admin runs@{width}"] = page.evaluate(OVERFLOW_JS, width >= 1280)
+                    page.screenshot(path=str(shots / f"admin-runs-{width}.png"), full_page=True)
+
+                # Run now asks first; cancelling queues nothing.
+                page.set_viewport_size({"width": 1280, "height": 900})
+                page.goto(live_server.url + "/")
+                page.get_by_role("button", name="Run now").click()
+                expect(page.locator("h1")).to_have_text("Delete expired files now?")
+                expect(page.locator("#last-dry-run")).to_contain_text("would have deleted 6 files")
+                page.get_by_role("link", name="Cancel").click()
+                expect(page).to_have_url(live_server.url + "/")
+                expect(page.locator("#activity")).to_have_count(0)
             finally:
                 browser.close()
     finally:
@@ -152,5 +220,8 @@ def test_staff_logs_in_presses_dry_run_and_sees_the_run(
     assert run_link == f"/admin/viral_clips/cleanuprun/{run.pk}/change/"
     assert (run.trigger, run.dry_run, run.status) == ("manual", True, "succeeded")
     assert (run.files_deleted, run.bytes_freed, run.clips_retained) == (6, 3 * MB, 4)
-    assert seeded.keys() == keys_before  # a dry run deletes nothing
-    assert screenshot.stat().st_size > 10_000
+    assert seeded.keys() == keys_before  # a dry run deletes nothing, nor a cancelled Run now
+    assert CleanupRun.objects.count() == 7
+    assert overflow == {name: [] for name in overflow}, overflow
+    for path in screenshots.values():
+        assert path.stat().st_size > 10_000

@@ -121,7 +121,8 @@ def test_unknown_mode_is_a_bad_request(staff_client, services):
 
 
 def test_run_now_and_dry_run_queue_the_task_with_trigger_manual(staff_client, services):
-    response = staff_client.post("/run-now/", {"mode": "run"}, follow=True)
+    # Run now deletes: it is queued once confirmed (see the confirmation tests below).
+    response = staff_client.post("/run-now/", {"mode": "run", "confirm": "1"}, follow=True)
     assert response.redirect_chain == [("/", 302)]
     assert "Cleanup queued" in response.content.decode()
     [message] = queued_messages(services)
@@ -131,7 +132,7 @@ def test_run_now_and_dry_run_queue_the_task_with_trigger_manual(staff_client, se
 
 def test_a_second_press_says_so_instead_of_queueing(staff_client, services):
     staff_client.post("/run-now/", {"mode": "dry-run"})
-    response = staff_client.post("/run-now/", {"mode": "run"}, follow=True)
+    response = staff_client.post("/run-now/", {"mode": "run", "confirm": "1"}, follow=True)
     text = response.content.decode()
     assert "Cleanup not queued: A dry run was requested by operator and is queued" in text
     assert "It was not queued again." in text
@@ -158,6 +159,115 @@ def test_redis_down_press_says_so(staff_client, services, monkeypatch):
     text = response.content.decode()
     assert "Dry run not queued: Redis is unavailable (ConnectionError)." in text
     assert "hunter2" not in text
+
+
+def test_run_now_asks_for_confirmation_and_queues_nothing_until_confirmed(staff, services):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff)
+    make_run(timezone.now() - timedelta(hours=3), dry_run=True, trigger="manual",
+             files_deleted=6, bytes_freed=3 * MB)  # fmt: skip
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', client.get("/").content)[1]
+    response = client.post("/run-now/", {"mode": "run", "csrfmiddlewaretoken": token.decode()})
+    assert response.status_code == 200  # a page asking, not a redirect
+    text = response.content.decode()
+    assert "Delete expired files now?" in text
+    assert "would have deleted 6 files (3.0\xa0MB)" in text
+    assert '<input type="hidden" name="confirm" value="1">' in text
+    assert 'name="csrfmiddlewaretoken"' in text
+    assert "default-src 'none'" in response["Content-Security-Policy"]
+    assert queued_messages(services) == []
+    assert not services.exists(PENDING_KEY)
+
+    # Confirming needs the CSRF token like any action.
+    assert client.post("/run-now/", {"mode": "run", "confirm": "1"}).status_code == 403
+    assert queued_messages(services) == []
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', response.content)[1]
+    confirmed = client.post(
+        "/run-now/", {"mode": "run", "confirm": "1", "csrfmiddlewaretoken": token.decode()}
+    )
+    assert confirmed.status_code == 302
+    [message] = queued_messages(services)
+    assert (message["trigger"], message["dry_run"]) == ("manual", False)
+
+
+def test_a_dry_run_needs_no_confirmation(staff_client, services):
+    response = staff_client.post("/run-now/", {"mode": "dry-run"})
+    assert response.status_code == 302
+    [message] = queued_messages(services)
+    assert message["dry_run"] is True
+
+
+def test_dry_runs_say_would_delete_and_real_runs_deleted(staff_client, services):
+    now = timezone.now()
+    dry = make_run(now - timedelta(hours=2), dry_run=True, trigger="manual", files_deleted=6,
+                   bytes_freed=8 * MB, clips_retained=6006, objects_scanned=6012)  # fmt: skip
+    real = make_run(now - timedelta(hours=1), files_deleted=4, bytes_freed=MB)
+    text = staff_client.get("/").content.decode()
+    dry_row = re.search(rf'<tr id="run-{dry.pk}".*?</tr>', text, re.S)[0]
+    real_row = re.search(rf'<tr id="run-{real.pk}".*?</tr>', text, re.S)[0]
+    assert 'would delete</span> <span class="files-deleted">6<' in dry_row
+    assert 'would free</span> <span class="mb-freed">8.00 MB<' in dry_row
+    assert "dry run: nothing deleted" in dry_row and ">Counted<" in dry_row
+    assert "Succeeded" not in dry_row
+    assert "would" not in real_row and ">Succeeded<" in real_row
+    # What was "Retained clips" counts objects, and is called so.
+    assert "Objects kept" in text and "Retained clips" not in text
+    assert '<td class="num objects-kept">6006</td>' in dry_row
+    assert "would delete 6 files" in text  # the chart's label for the dry run
+
+
+def test_a_running_cleanup_shows_its_progress(staff_client, services):
+    assert run_guard.admit("running-task").admitted  # as the task does
+    run = make_run(timezone.now() - timedelta(seconds=75), duration=None, task_id="running-task",
+                   status=CleanupRun.Status.RUNNING, objects_scanned=3000,
+                   bytes_scanned=12 * MB, files_deleted=1000, bytes_freed=4 * MB)  # fmt: skip
+    text = staff_client.get("/").content.decode()
+    progress = re.search(r'<p id="progress">.*?</p>', text, re.S)[0]
+    assert re.search(r'id="progress-scanned">3000</strong> objects \(12\.0\xa0MB\)', progress)
+    assert re.search(r'deleted <strong id="progress-deleted">1000</strong> files', progress)
+    elapsed = int(re.search(r'id="progress-elapsed">(\d+) s<', progress)[1])
+    assert 75 <= elapsed < 90
+    assert f"run #{run.pk}" in text
+    assert '<meta http-equiv="refresh" content="5">' in text
+
+
+def test_the_weekly_report_says_it_has_not_been_sent_yet(staff_client, services):
+    text = staff_client.get("/").content.decode()
+    report = re.search(r'<p class="muted" id="weekly-report">.*?</p>', text, re.S)[0]
+    assert "every Monday at 09:00 UTC" in report and "Not sent yet." in report
+
+
+def test_the_weekly_report_shows_its_last_send_once_beat_has_sent_it(staff_client, services):
+    import json
+
+    from celery.schedules import crontab
+    from redbeat.schedulers import RedBeatSchedulerEntry
+
+    from config.celery import WEEKLY_REPORT_ENTRY, app
+
+    entry = RedBeatSchedulerEntry(
+        WEEKLY_REPORT_ENTRY, "viral_clips.tasks.send_weekly_report",
+        crontab(minute=0, hour=9, day_of_week=1), app=app,
+    ).save()  # fmt: skip
+    # As a beat writes it at start: last_run_at is the time it was written.
+    text = staff_client.get("/").content.decode()
+    assert "Not sent yet." in text
+    sent = timezone.now() - timedelta(days=2)
+    meta = {"last_run_at": {"__type__": "datetime", "year": sent.year, "month": sent.month,
+            "day": sent.day, "hour": 9, "minute": 0, "second": 0, "microsecond": 0,
+            "timezone": "UTC"}, "total_run_count": 1}  # fmt: skip
+    services.hset(entry.key, "meta", json.dumps(meta))
+    text = staff_client.get("/").content.decode()
+    report = re.search(r'<p class="muted" id="weekly-report">.*?</p>', text, re.S)[0]
+    assert f"Last sent {sent:%a %Y-%m-%d} 09:00 UTC" in report, report
+    assert "its outcome is in the worker's log" in report
+
+
+def test_the_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in response.content
 
 
 # --- what the page shows ------------------------------------------------------

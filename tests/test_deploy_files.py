@@ -51,11 +51,12 @@ def test_app_json_provisions_everything():
 
 def test_every_setting_variable_is_documented():
     settings_text = (ROOT / "config" / "settings.py").read_text()
-    readme = (ROOT / "README.md").read_text()
+    # The configuration table moved from the README to docs/configuration.md (issue 12).
+    configuration = (ROOT / "docs" / "configuration.md").read_text()
     app = json.loads((ROOT / "app.json").read_text())
     used = set(re.findall(r'env\.\w+\(\s*"([A-Z0-9_]+)"', settings_text))
     assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CLOUDCUBE_URL"} <= used
     for name in used:
-        assert f"`{name}`" in readme, f"{name} missing from README's configuration table"
+        assert f"`{name}`" in configuration, f"{name} missing from docs/configuration.md's table"
     for name in ("DJANGO_SECRET_KEY", "CLEANUP_SCHEDULE", "CLEANUP_RETENTION_DAYS", "SENTRY_DSN"):
         assert name in app["env"]

@@ -30,6 +30,7 @@ S3_MAX_KEYS_PER_PAGE = 1000  # ListObjectsV2 returns at most this many keys a pa
 S3_MAX_KEYS_PER_DELETE = 1000  # DeleteObjects accepts at most this many keys
 MAX_RETENTION_DAYS = 3650  # beyond ten years is a typo, not a policy
 ERROR_SAMPLE_SIZE = 20  # per-key errors kept in the run record (all are counted)
+WOULD_DELETE_SAMPLE_SIZE = 50  # keys a dry run shows it would delete (all are counted)
 _DB_CHUNK = 500  # keys per IN (...) query, under SQLite's variable limit
 
 
@@ -61,14 +62,20 @@ class CleanupReport:
     bytes_scanned: int = 0  # the cube's size when the run started
     files_deleted: int = 0  # in a dry run: files a real run would delete
     bytes_freed: int = 0
-    clips_retained: int = 0
-    pinned_kept: int = 0
+    clips_retained: int = 0  # objects kept: recent, pinned or their clip recent
+    pinned_kept: int = 0  # expired but kept: pinned, or their clip is recent
     error_count: int = 0
     errors: list[dict] = field(default_factory=list)  # a sample, see error_count
+    would_delete: list[str] = field(default_factory=list)  # a dry run's sample of keys
 
     @property
     def mb_freed(self) -> float:
         return self.bytes_freed / (1024 * 1024)
+
+    @property
+    def recent_kept(self) -> int:
+        """Objects kept because they are younger than the retention period."""
+        return self.clips_retained - self.pinned_kept
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -281,6 +288,8 @@ def _delete_batch(
     if dry_run:
         report.files_deleted += len(batch)
         report.bytes_freed += sum(sizes.values())
+        room = max(0, WOULD_DELETE_SAMPLE_SIZE - len(report.would_delete))
+        report.would_delete.extend(key for key, _ in batch[:room])
         return
     try:
         response = client.delete_objects(
@@ -339,7 +348,8 @@ def _save_counts(run: CleanupRun, report: CleanupReport, detail: str | None = No
     for name in _COUNT_FIELDS:
         setattr(run, name, getattr(report, name))
     run.error_sample = report.errors
-    fields = [*_COUNT_FIELDS, "error_sample"]
+    run.would_delete_sample = report.would_delete
+    fields = [*_COUNT_FIELDS, "error_sample", "would_delete_sample"]
     if detail is not None:
         run.detail = detail
         fields.append("detail")
@@ -352,6 +362,7 @@ def _finish_run(run: CleanupRun, report: CleanupReport, detail: str) -> None:
     for name in _COUNT_FIELDS:
         setattr(run, name, getattr(report, name))
     run.error_sample = report.errors
+    run.would_delete_sample = report.would_delete
     run.detail = detail[:2000]
     run.save()
 

@@ -45,7 +45,49 @@ class Dashboard:
     next_run_at: datetime | None = None
     next_run_from_beat: bool = False  # False: computed from the schedule, beat has not said
     report_next_run_at: datetime | None = None
+    report_last: ReportLastRun | None = None
+    active_run: CleanupRun | None = None  # the running cleanup's row, for its progress
     errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active_run_elapsed_seconds(self) -> float | None:
+        if self.active_run is None:
+            return None
+        return (self.now - self.active_run.started_at).total_seconds()
+
+
+@dataclass
+class ReportLastRun:
+    """The weekly report's last send, as far as anything records it."""
+
+    sent_at: datetime  # when beat last sent the task (RedBeat's entry)
+    outcome: str | None = None  # None: not recorded (see report_last_run)
+
+
+def report_last_run(entry) -> ReportLastRun | None:
+    """The weekly report's last run.
+
+    Hook: RedBeat only knows when it last *sent* the task; the outcome (sent,
+    no admin address, mail server failed) is not recorded anywhere yet. When the
+    scheduler's run ledger lands, read the report job's last record here and
+    fill `outcome`; the template already shows it.
+    """
+    if entry is None or entry.last_run_at is None:
+        return None
+    # RedBeat stamps a new entry's last_run_at with the time it was written: only
+    # an entry that has been sent at least once has really run.
+    if _times_sent(entry.name) == 0:
+        return None
+    return ReportLastRun(sent_at=entry.last_run_at)
+
+
+def _times_sent(name: str) -> int:
+    from redbeat.schedulers import RedBeatSchedulerEntry
+
+    from config.celery import app
+
+    key = RedBeatSchedulerEntry.generate_key(app, name)
+    return RedBeatSchedulerEntry.from_key(key, app=app).total_run_count
 
 
 def _attempt(errors: dict[str, str], part: str, fetch):
@@ -90,6 +132,7 @@ def build_dashboard() -> Dashboard:
         entries = {entry.name: entry for entry in board.scheduler.entries}
         board.cleanup_entry = entries.get(CLEANUP_ENTRY)
         board.report_entry = entries.get(WEEKLY_REPORT_ENTRY)
+        board.report_last = _attempt(errors, "report", lambda: report_last_run(board.report_entry))
         if board.report_entry is not None and board.report_entry.next_run_at is not None:
             board.report_next_run_at = _on_the_minute(
                 board.report_entry.next_run_at, settings.WEEKLY_REPORT_SCHEDULE
@@ -106,6 +149,33 @@ def build_dashboard() -> Dashboard:
         board.next_run_at = _on_the_minute(
             board.now + cron.remaining_estimate(board.now), settings.CLEANUP_SCHEDULE
         )
+    if activity is not None and activity.run_id is not None:
+        # Its counters are saved between delete batches: that is the progress.
+        board.active_run = CleanupRun.objects.filter(pk=activity.run_id).first()
     board.cube = _attempt(errors, "cube", cube_stats)
     board.now = timezone.now()  # after every part, so no "ago" is in the future
     return board
+
+
+@dataclass
+class RunNowConfirmation:
+    """What the Run now confirmation page says before a real deletion."""
+
+    retention_days: int
+    cube: str
+    last_dry_run: CleanupRun | None
+    now: datetime
+
+
+def run_now_confirmation() -> RunNowConfirmation:
+    last_dry_run = (
+        CleanupRun.objects.filter(dry_run=True, status=CleanupRun.Status.SUCCEEDED)
+        .order_by("-started_at")
+        .first()
+    )
+    return RunNowConfirmation(
+        retention_days=settings.CLEANUP_RETENTION_DAYS,
+        cube=settings.CLOUDCUBE.cube,
+        last_dry_run=last_dry_run,
+        now=timezone.now(),
+    )

@@ -61,6 +61,9 @@ class CleanupRun(models.Model):
     error_count = models.PositiveIntegerField(default=0)
     # A few per-key errors or the exception, never the whole list.
     error_sample = models.JSONField(default=list, blank=True)
+    # A dry run's first keys it would delete (at most WOULD_DELETE_SAMPLE_SIZE).
+    # Nullable so that code still running during a deploy can insert rows.
+    would_delete_sample = models.JSONField(default=list, blank=True, null=True)
     detail = models.TextField(blank=True, help_text="Why a run failed or was skipped.")
     task_id = models.CharField(max_length=64, blank=True, db_index=True)
     # The beat slot this run belongs to (None for manual runs).

@@ -42,7 +42,9 @@ def scheduled_cloudcube_cleanup(
     """Delete clip files older than `retention_days` (default CLEANUP_RETENTION_DAYS)."""
     if retention_days is None:
         retention_days = settings.CLEANUP_RETENTION_DAYS
-    logger.info("Starting scheduled Cloudcube cleanup (retention: %s days)", retention_days)
+    # "scheduled" only for the schedule's own runs; a press of Run now says "manual".
+    kind = "scheduled" if trigger == CleanupRun.Trigger.SCHEDULE else str(trigger)
+    logger.info("Starting %s Cloudcube cleanup (retention: %s days)", kind, retention_days)
     retention_days = validate_retention_days(retention_days)
     task_id = self.request.id or uuid.uuid4().hex
     slot = _scheduled_slot(self.request)
@@ -72,12 +74,15 @@ def scheduled_cloudcube_cleanup(
     finally:
         admission.release()
     logger.info(
-        "Scheduled cleanup completed: %s %d files (%.2f MB), retained %d recent clips",
+        "%s cleanup completed: %s %d files (%.2f MB), retained %d recent clips",
+        kind.capitalize(),
         "Would delete" if dry_run else "Deleted",
         report.files_deleted,
         report.mb_freed,
-        report.clips_retained,
+        report.recent_kept,  # younger than the retention period; pinned ones below
     )
+    if report.pinned_kept:
+        logger.info("Kept %d expired files of pinned or recent clips", report.pinned_kept)
     if report.status == CleanupRun.Status.FAILED:
         raise CleanupFailed(
             f"cleanup run {report.run_id} failed: {report.error_count} key(s) could not be deleted"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -18,7 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from viral_clips.dashboard import build_dashboard
+from viral_clips.dashboard import build_dashboard, run_now_confirmation
 from viral_clips.health import run_checks
 from viral_clips.run_now import request_cleanup
 
@@ -27,6 +28,17 @@ DASHBOARD_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self';"
     " frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+FAVICON = Path(__file__).resolve().parent / "static" / "viral_clips" / "favicon.svg"
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for on every page (no 404 warning each time)."""
+    response = HttpResponse(FAVICON.read_bytes(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 @never_cache
@@ -56,12 +68,15 @@ def staff_required(view: Callable) -> Callable:
     return wrapped
 
 
+def _with_csp_header(response: HttpResponse) -> HttpResponse:
+    response.setdefault("Content-Security-Policy", DASHBOARD_CSP)
+    return response
+
+
 def with_csp(view: Callable) -> Callable:
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        response = view(request, *args, **kwargs)
-        response.setdefault("Content-Security-Policy", DASHBOARD_CSP)
-        return response
+        return _with_csp_header(view(request, *args, **kwargs))
 
     return wrapped
 
@@ -83,6 +98,11 @@ def run_now(request: HttpRequest) -> HttpResponse:
     if mode not in ("run", "dry-run"):
         return HttpResponseBadRequest("mode must be 'run' or 'dry-run'")
     dry_run = mode == "dry-run"
+    if not dry_run and request.POST.get("confirm") != "1":
+        # A real deletion asks first; the page's own form (CSRF-protected) confirms.
+        return _with_csp_header(
+            render(request, "viral_clips/confirm_run.html", {"confirm": run_now_confirmation()})
+        )
     kind = "Dry run" if dry_run else "Cleanup"
     try:
         result = request_cleanup(dry_run=dry_run, requested_by=request.user.get_username())

@@ -60,8 +60,8 @@ class Command(BaseCommand):
         verb = "Would delete" if dry_run else "Deleted"
         self.stdout.write(
             f"{'Dry run: ' if dry_run else ''}{verb} {report.files_deleted} files "
-            f"({report.mb_freed:.2f} MB), retained {report.clips_retained} recent clips "
-            f"({report.pinned_kept} pinned or recent clip rows kept), "
+            f"({report.mb_freed:.2f} MB), retained {report.recent_kept} recent clips "
+            f"and {report.pinned_kept} expired files of pinned or recent clips, "
             f"scanned {report.objects_scanned} objects in cube {report.cube!r}. "
             f"Status: {report.status} (run #{report.run_id})."
         )
