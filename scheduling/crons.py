@@ -41,7 +41,6 @@ from celery.signals import beat_init, before_task_publish
 from django.conf import settings
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
-from config.celery import CLEANUP_ENTRY
 from scheduling.schedules import ParsedSchedule
 from viral_clips.cleanup import CleanupInterrupted
 from viral_clips.models import CleanupRun
@@ -49,7 +48,7 @@ from viral_clips.models import CleanupRun
 logger = logging.getLogger(__name__)
 
 CLEANUP_TASK = "viral_clips.tasks.scheduled_cloudcube_cleanup"
-MONITOR_SLUG = CLEANUP_ENTRY
+MONITOR_SLUG = "scheduled-cloudcube-cleanup"
 # Message headers beat adds to a dispatched run; the task reads them back.
 CHECK_IN_HEADER = "koolclips_check_in_id"
 STARTED_HEADER = "koolclips_check_in_started_at"

@@ -57,9 +57,7 @@ class Admission:
         """Keep the overlap guard while the run makes progress (called every page)."""
         if self.admitted and self.token:
             with app_redis(timeout=5) as client:
-                client.eval(
-                    _REFRESH, 1, RUNNING_KEY, self.token, settings.CLEANUP_RUN_GUARD_TTL_SECONDS
-                )
+                client.eval(_REFRESH, 1, RUNNING_KEY, self.token, settings.CLEANUP_LEASE_SECONDS)
 
     def release(self) -> None:
         """Free the overlap guard (the slot stays claimed)."""
@@ -73,11 +71,11 @@ def admit(token: str, entry: str | None = None, slot: datetime | None = None) ->
     with app_redis(timeout=5) as client:
         if entry and slot:
             key = slot_key(entry, slot)
-            if not client.set(key, token, nx=True, ex=settings.CLEANUP_SLOT_TTL_SECONDS):
+            if not client.set(key, token, nx=True, ex=7 * 24 * 3600):
                 holder = _text(client.get(key))
                 if holder != token:
                     return Admission(False, f"slot {slot.isoformat()} already ran (task {holder})")
-        if not client.set(RUNNING_KEY, token, nx=True, ex=settings.CLEANUP_RUN_GUARD_TTL_SECONDS):
+        if not client.set(RUNNING_KEY, token, nx=True, ex=settings.CLEANUP_LEASE_SECONDS):
             running = _text(client.get(RUNNING_KEY))
             if running != token:
                 return Admission(False, f"another cleanup is running (task {running})")

@@ -10,7 +10,6 @@ from celery import shared_task
 from celery.exceptions import Reject
 from django.conf import settings
 
-from config.celery import CLEANUP_ENTRY
 from scheduling import guard as run_guard
 from scheduling import shutdown
 from scheduling.beat import SLOT_HEADER
@@ -47,7 +46,7 @@ def scheduled_cloudcube_cleanup(
     task_id = self.request.id or uuid.uuid4().hex
     slot = _scheduled_slot(self.request)
 
-    admission = run_guard.admit(task_id, CLEANUP_ENTRY if slot else None, slot)
+    admission = run_guard.admit(task_id, "scheduled-cloudcube-cleanup" if slot else None, slot)
     if not admission.admitted:
         run = record_skipped_run(
             retention_days, dry_run, trigger, admission.reason, task_id=task_id, scheduled_for=slot
