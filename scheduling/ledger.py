@@ -3,7 +3,8 @@ beat_status, the dashboard and /health/. Writes belong to scheduling/guard.py,
 except `mark_abandoned`, the one transition anyone may make.
 
 Public API (stable: add, don't rename): `slot_recorded`, `slot_executed`,
-`last_run`, `active_run`, `latest_slot_rows`, `mark_abandoned`, `lapsed`.
+`last_run`, `active_run`, `latest_slot_rows`, `resumable_rows`, `mark_abandoned`, `lapsed`,
+`runs_abandoned` (signal).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from scheduling.models import JobLease, JobRun
 
 Status = JobRun.Status
+
+# Sent with `run_ids` (JobRun pks) after `mark_abandoned` changed them, so a
+# job's own records (the cleanup's CleanupRun) can say so too.
+runs_abandoned = Signal()
 
 
 def slot_recorded(job: str, slot: datetime) -> bool:
@@ -76,7 +82,28 @@ def mark_abandoned(job: str | None = None, now: datetime | None = None) -> int:
     rows = JobRun.objects.filter(lapsed(now))
     if job is not None:
         rows = rows.filter(job=job)
-    return rows.update(
-        status=Status.ABANDONED,
-        detail="lease lapsed without renewal (worker died or hung); resumes on redelivery",
+    ids = list(rows.values_list("pk", flat=True)[:100])
+    if not ids:
+        return 0
+    changed = (
+        JobRun.objects.filter(pk__in=ids)
+        .filter(lapsed(now))
+        .update(
+            status=Status.ABANDONED,
+            detail="lease lapsed without renewal (worker died or hung); resumes on redelivery",
+        )
+    )
+    if changed:
+        runs_abandoned.send(sender=JobRun, run_ids=ids)
+    return changed
+
+
+def resumable_rows(job: str, since: datetime) -> list[JobRun]:
+    """Scheduled rows from `since` on that are claimed but not done (deferred,
+    interrupted, abandoned, queued): their message may have vanished with
+    Redis, so catch-up should send each slot again (the guard resumes it)."""
+    return list(
+        JobRun.objects.filter(job=job, slot__gte=since, status__in=JobRun.RESUMABLE).order_by(
+            "slot"
+        )
     )
