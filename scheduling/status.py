@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from config.celery import app
-from scheduling import registry
+from scheduling import ledger, registry
 
 
 @dataclass
@@ -31,7 +31,7 @@ class EntryStatus:
     schedule_words: str
     last_run_at: datetime | None  # when beat last sent it
     next_run_at: datetime | None
-    last_status: str | None = None  # the last CleanupRun's status, for the cleanup
+    last_status: str | None = None  # the latest ended scheduled run's status (the ledger)
 
 
 @dataclass
@@ -81,23 +81,14 @@ def scheduler_status() -> SchedulerStatus:
 
 
 def _entry_status(entry) -> EntryStatus:
-    from viral_clips.models import CleanupRun
-
     schedule = entry.schedule
     given, words = _describe(entry.name, schedule)
     last = entry.last_run_at
     next_run = None
     if last is not None:
         next_run = (schedule.now() + schedule.remaining_estimate(last)).astimezone(UTC)
-    last_status = None
-    # (per-job ledger rows: the beat helper's status work replaces this)
-    if entry.name == "scheduled-cloudcube-cleanup":
-        last_status = (
-            CleanupRun.objects.filter(trigger=CleanupRun.Trigger.SCHEDULE)
-            .exclude(status=CleanupRun.Status.RUNNING)
-            .values_list("status", flat=True)
-            .first()
-        )
+    # The ledger's latest ended scheduled run, for every job alike.
+    last_status = ledger.last_outcome(entry.name)
     return EntryStatus(
         name=entry.name,
         task=entry.task,
