@@ -334,3 +334,16 @@ def test_the_ledger_answers_catch_up_and_status_questions(db):
     assert ledger.resumable_rows(CLEANUP.entry, since=SLOT) == []
     JobRun.objects.filter(slot=SLOT + day).update(status="interrupted")
     assert [r.slot for r in ledger.resumable_rows(CLEANUP.entry, since=SLOT)] == [SLOT + day]
+
+
+def test_a_delivery_that_cannot_reach_the_ledger_is_sent_again_not_lost(
+    db, redis_client, monkeypatch
+):
+    def down(*args, **kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(guard, "claim", down)
+    result = run_task("t-9")
+    assert result["status"] == "deferred" and "database unavailable" in result["reason"]
+    [raw] = [json.loads(m) for m in redis_client.lrange("celery", 0, -1)]
+    assert raw["headers"]["id"] == "t-9" and raw["headers"][SLOT_HEADER] == SLOT.isoformat()
