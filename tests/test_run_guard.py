@@ -347,3 +347,11 @@ def test_a_delivery_that_cannot_reach_the_ledger_is_sent_again_not_lost(
     assert result["status"] == "deferred" and "database unavailable" in result["reason"]
     [raw] = [json.loads(m) for m in redis_client.lrange("celery", 0, -1)]
     assert raw["headers"]["id"] == "t-9" and raw["headers"][SLOT_HEADER] == SLOT.isoformat()
+
+
+def test_a_catch_up_send_is_recorded_as_such(cube, redis_client):
+    headers = {SLOT_HEADER: SLOT.isoformat(), guard.TRIGGER_HEADER: "catch_up"}
+    result = scheduled_cloudcube_cleanup.apply(task_id=str(uuid.uuid4()), headers=headers).get()
+    assert result["status"] == "succeeded"
+    assert JobRun.objects.get().trigger == "catch_up"
+    assert CleanupRun.objects.get().trigger == "schedule"
