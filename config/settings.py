@@ -241,7 +241,15 @@ CELERY_WORKER_REDIRECT_STDOUTS = False
 # the longest run (minutes; Sentry's monitor allows 60) - Redis's default, 1 h.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600, min=1, unit="seconds"),
+}
+# Tests shorten the redelivery sweep to see a redelivery within seconds
+# (kombu's defaults: every 10 s, throttled to 10 s).
+_UNACKED_RESTORE = env.float("CELERY_UNACKED_RESTORE_INTERVAL", 0.0, min=0.0, max=3600.0)
+if _UNACKED_RESTORE:
+    CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] = _UNACKED_RESTORE
+    CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_throttle"] = _UNACKED_RESTORE
 # Heroku: SIGTERM to every process, SIGKILL 30 s later. The cleanup stops
 # between batches on SIGTERM and is re-queued; what is still running after
 # this many seconds is cancelled and re-queued (Celery's soft shutdown).
@@ -284,13 +292,28 @@ env.check(
     f" {2 * CELERY_BEAT_MAX_LOOP_INTERVAL}), or a healthy scheduler can lose its lock"
     " between two ticks",
 )
-# A scheduled cleanup slot, once claimed, is remembered this long in Redis
-# (scheduling/guard.py). A running cleanup renews its overlap guard after
-# every listed page (well under a second on S3); a worker killed mid-run
-# leaves it to expire after this long.
-CLEANUP_SLOT_TTL_SECONDS = 7 * 24 * 3600
-CLEANUP_RUN_GUARD_TTL_SECONDS = env.int(
-    "CLEANUP_RUN_GUARD_TTL_SECONDS", 120, min=1, max=86400, unit="seconds"
+# A running cleanup renews its lease (scheduling.models.JobLease) after every
+# listed page (well under a second on S3); a worker killed mid-run frees the
+# cleanup this long after its last renewal, and its redelivery takes over.
+# (CLEANUP_RUN_GUARD_TTL_SECONDS is the variable's name before the ledger.)
+CLEANUP_LEASE_SECONDS = env.int(
+    "CLEANUP_LEASE_SECONDS",
+    env.int("CLEANUP_RUN_GUARD_TTL_SECONDS", 120, min=1, max=86400, unit="seconds"),
+    min=1,
+    max=86400,
+    unit="seconds",
+)
+# A scheduled slot deferred behind another run of its overlap group retries
+# after this long until it can run. A countdown message outliving the
+# visibility timeout is handed out again while it waits: keep it well below.
+SCHEDULING_DEFER_RETRY_SECONDS = env.int(
+    "SCHEDULING_DEFER_RETRY_SECONDS", 30, min=1, max=86400, unit="seconds"
+)
+env.check(
+    SCHEDULING_DEFER_RETRY_SECONDS < CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"],
+    "SCHEDULING_DEFER_RETRY_SECONDS",
+    f"SCHEDULING_DEFER_RETRY_SECONDS={SCHEDULING_DEFER_RETRY_SECONDS} must be below"
+    f" CELERY_VISIBILITY_TIMEOUT={CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout']}",
 )
 
 # --- Operator's view (dashboard and /health/) --------------------------------
@@ -325,6 +348,8 @@ DEFAULT_FROM_EMAIL = env.str(
     pattern=rf"{_EMAIL}|[^<>]*<{_EMAIL}>",
     accepted="an address, optionally with a name: koolclips <noreply@example.com>",
 )
+# For DJANGO_EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
+EMAIL_FILE_PATH = env.str("DJANGO_EMAIL_FILE_PATH", "") or None
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_HOST = env.str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env.port("EMAIL_PORT", 587)

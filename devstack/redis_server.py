@@ -131,8 +131,14 @@ class RedisServer:
                 self.process.wait(5)
         self.process = None
 
-    def restart(self, downtime: float = 0.0) -> None:
-        """Kill and start again on the same port: it comes back empty."""
+    def restart(self, downtime: float = 0.0, keep_data: bool = False) -> None:
+        """Kill and start again on the same port: it comes back empty, or with
+        its data as of the moment it went down (`keep_data`: SAVE, then the
+        server loads its dump on start, as a restarted Heroku Redis does)."""
+        if keep_data:
+            self.client().save()
+        elif os.path.exists(os.path.join(self._dir, "dump.rdb")):
+            os.remove(os.path.join(self._dir, "dump.rdb"))
         self.stop(kill=True)
         time.sleep(downtime)
         self.start()

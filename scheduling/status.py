@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.conf import settings
-
-from config.celery import CLEANUP_ENTRY, app
+from config.celery import app
+from scheduling import ledger, registry
 
 
 @dataclass
@@ -32,7 +31,7 @@ class EntryStatus:
     schedule_words: str
     last_run_at: datetime | None  # when beat last sent it
     next_run_at: datetime | None
-    last_status: str | None = None  # the last CleanupRun's status, for the cleanup
+    last_status: str | None = None  # the latest ended scheduled run's status (the ledger)
 
 
 @dataclass
@@ -82,22 +81,14 @@ def scheduler_status() -> SchedulerStatus:
 
 
 def _entry_status(entry) -> EntryStatus:
-    from viral_clips.models import CleanupRun
-
     schedule = entry.schedule
     given, words = _describe(entry.name, schedule)
     last = entry.last_run_at
     next_run = None
     if last is not None:
         next_run = (schedule.now() + schedule.remaining_estimate(last)).astimezone(UTC)
-    last_status = None
-    if entry.name == CLEANUP_ENTRY:
-        last_status = (
-            CleanupRun.objects.filter(trigger=CleanupRun.Trigger.SCHEDULE)
-            .exclude(status=CleanupRun.Status.RUNNING)
-            .values_list("status", flat=True)
-            .first()
-        )
+    # The ledger's latest ended scheduled run, for every job alike.
+    last_status = ledger.last_outcome(entry.name)
     return EntryStatus(
         name=entry.name,
         task=entry.task,
@@ -110,9 +101,11 @@ def _entry_status(entry) -> EntryStatus:
 
 
 def _describe(name: str, schedule) -> tuple[str, str]:
-    if name == CLEANUP_ENTRY:
-        return settings.CLEANUP_SCHEDULE.raw, settings.CLEANUP_SCHEDULE.describe()
-    return str(schedule), str(schedule)
+    try:
+        parsed = registry.schedule(registry.get(name))
+    except KeyError:
+        return str(schedule), str(schedule)
+    return parsed.raw, parsed.describe()
 
 
 def _text(value) -> str:

@@ -11,9 +11,10 @@ from django.test import Client
 from django.utils import timezone
 
 from devstack.ports import free_port
-from scheduling import guard as run_guard
+from scheduling import guard
 from tests.support.broker import queued_messages
 from tests.support.runs import make_run
+from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.run_now import PENDING_KEY
 
@@ -144,9 +145,14 @@ def test_a_second_press_says_so_instead_of_queueing(staff_client, services):
 
 
 def test_a_press_while_a_run_is_in_progress_says_so(staff_client, services):
-    assert run_guard.admit("scheduled-task").admitted  # as the task does
+    execution = guard.claim(
+        CLEANUP,
+        trigger="schedule",
+        slot=timezone.now().replace(microsecond=0),
+        task_id="scheduled-task",
+    )  # as the task does; fmt: skip
     run = make_run(timezone.now() - timedelta(seconds=40), duration=None, task_id="scheduled-task",
-                   status=CleanupRun.Status.RUNNING)  # fmt: skip
+                   status=CleanupRun.Status.RUNNING, job_run=execution.run)  # fmt: skip
     response = staff_client.post("/run-now/", {"mode": "dry-run"}, follow=True)
     text = response.content.decode()
     assert f"Dry run not queued: A cleanup (schedule) is running, run #{run.pk}" in text
@@ -217,9 +223,9 @@ def test_dry_runs_say_would_delete_and_real_runs_deleted(staff_client, services)
 
 
 def test_a_running_cleanup_shows_its_progress(staff_client, services):
-    assert run_guard.admit("running-task").admitted  # as the task does
+    execution = guard.claim(CLEANUP, trigger="manual", task_id="running-task")  # as the task does
     run = make_run(timezone.now() - timedelta(seconds=75), duration=None, task_id="running-task",
-                   status=CleanupRun.Status.RUNNING, objects_scanned=3000,
+                   status=CleanupRun.Status.RUNNING, job_run=execution.run, objects_scanned=3000,
                    bytes_scanned=12 * MB, files_deleted=1000, bytes_freed=4 * MB)  # fmt: skip
     text = staff_client.get("/").content.decode()
     progress = re.search(r'<p id="progress">.*?</p>', text, re.S)[0]
@@ -237,30 +243,23 @@ def test_the_weekly_report_says_it_has_not_been_sent_yet(staff_client, services)
     assert "every Monday at 09:00 UTC" in report and "Not sent yet." in report
 
 
-def test_the_weekly_report_shows_its_last_send_once_beat_has_sent_it(staff_client, services):
-    import json
+def test_the_weekly_report_shows_its_last_run_from_the_ledger(staff_client, services):
+    from scheduling.models import JobRun
+    from viral_clips.jobs import WEEKLY_REPORT
 
-    from celery.schedules import crontab
-    from redbeat.schedulers import RedBeatSchedulerEntry
-
-    from config.celery import WEEKLY_REPORT_ENTRY, app
-
-    entry = RedBeatSchedulerEntry(
-        WEEKLY_REPORT_ENTRY, "viral_clips.tasks.send_weekly_report",
-        crontab(minute=0, hour=9, day_of_week=1), app=app,
-    ).save()  # fmt: skip
-    # As a beat writes it at start: last_run_at is the time it was written.
+    sent = (timezone.now() - timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
+    # A delivery refused as a duplicate is not a run of the report.
+    JobRun.objects.create(job=WEEKLY_REPORT.entry, slot=sent, trigger="schedule",
+                          status=JobRun.Status.SKIPPED, detail="slot already ran")  # fmt: skip
     text = staff_client.get("/").content.decode()
     assert "Not sent yet." in text
-    sent = timezone.now() - timedelta(days=2)
-    meta = {"last_run_at": {"__type__": "datetime", "year": sent.year, "month": sent.month,
-            "day": sent.day, "hour": 9, "minute": 0, "second": 0, "microsecond": 0,
-            "timezone": "UTC"}, "total_run_count": 1}  # fmt: skip
-    services.hset(entry.key, "meta", json.dumps(meta))
+    JobRun.objects.create(job=WEEKLY_REPORT.entry, slot=sent, trigger="schedule",
+                          status=JobRun.Status.SUCCEEDED, started_at=sent,
+                          finished_at=sent + timedelta(seconds=2))  # fmt: skip
     text = staff_client.get("/").content.decode()
     report = re.search(r'<p class="muted" id="weekly-report">.*?</p>', text, re.S)[0]
     assert f"Last sent {sent:%a %Y-%m-%d} 09:00 UTC" in report, report
-    assert "its outcome is in the worker's log" in report
+    assert ": Succeeded" in report
 
 
 def test_the_favicon_is_served(client):

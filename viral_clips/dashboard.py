@@ -15,9 +15,9 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from config.celery import CLEANUP_ENTRY, WEEKLY_REPORT_ENTRY
 from scheduling.schedules import ParsedSchedule
 from viral_clips.cube_stats import CubeStats, cube_stats
+from viral_clips.jobs import CLEANUP, WEEKLY_REPORT
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import CleanupActivity, current_activity
 from viral_clips.storage_chart import storage_chart_svg
@@ -60,34 +60,21 @@ class Dashboard:
 class ReportLastRun:
     """The weekly report's last send, as far as anything records it."""
 
-    sent_at: datetime  # when beat last sent the task (RedBeat's entry)
-    outcome: str | None = None  # None: not recorded (see report_last_run)
+    sent_at: datetime  # when its last execution started (the run ledger)
+    outcome: str | None = None
 
 
-def report_last_run(entry) -> ReportLastRun | None:
-    """The weekly report's last run.
+def report_last_run(entry=None) -> ReportLastRun | None:
+    """The weekly report's last run, from the run ledger (None: it never ran)."""
+    from scheduling import ledger
 
-    Hook: RedBeat only knows when it last *sent* the task; the outcome (sent,
-    no admin address, mail server failed) is not recorded anywhere yet. When the
-    scheduler's run ledger lands, read the report job's last record here and
-    fill `outcome`; the template already shows it.
-    """
-    if entry is None or entry.last_run_at is None:
+    run = ledger.last_run(WEEKLY_REPORT.entry)
+    if run is None:
         return None
-    # RedBeat stamps a new entry's last_run_at with the time it was written: only
-    # an entry that has been sent at least once has really run.
-    if _times_sent(entry.name) == 0:
-        return None
-    return ReportLastRun(sent_at=entry.last_run_at)
-
-
-def _times_sent(name: str) -> int:
-    from redbeat.schedulers import RedBeatSchedulerEntry
-
-    from config.celery import app
-
-    key = RedBeatSchedulerEntry.generate_key(app, name)
-    return RedBeatSchedulerEntry.from_key(key, app=app).total_run_count
+    outcome = run.get_status_display()
+    if run.detail:
+        outcome = f"{outcome} ({run.detail})"
+    return ReportLastRun(sent_at=run.started_at or run.created_at, outcome=outcome)
 
 
 def _attempt(errors: dict[str, str], part: str, fetch):
@@ -130,8 +117,8 @@ def build_dashboard() -> Dashboard:
     board.scheduler = _attempt(errors, "scheduler", scheduler_status)
     if board.scheduler is not None:
         entries = {entry.name: entry for entry in board.scheduler.entries}
-        board.cleanup_entry = entries.get(CLEANUP_ENTRY)
-        board.report_entry = entries.get(WEEKLY_REPORT_ENTRY)
+        board.cleanup_entry = entries.get(CLEANUP.entry)
+        board.report_entry = entries.get(WEEKLY_REPORT.entry)
         board.report_last = _attempt(errors, "report", lambda: report_last_run(board.report_entry))
         if board.report_entry is not None and board.report_entry.next_run_at is not None:
             board.report_next_run_at = _on_the_minute(
