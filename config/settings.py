@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import environ
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from django.core.exceptions import ImproperlyConfigured
 
 from config.cloudcube import CloudcubeURLError, parse_cloudcube_url
@@ -165,6 +167,20 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 REDIS_SSL_OPTIONS = (
     {"ssl_cert_reqs": ssl.CERT_NONE} if urlsplit(REDIS_URL).scheme == "rediss" else None
 )
+# Every Redis client bounds every call: a black-holed connection (a dropped
+# network path, a frozen server) raises after this long instead of blocking a
+# beat, a worker or a web request for as long as TCP takes to give up (minutes).
+# 5 s by default; a fifth of the beat lock when that is shorter (tests run a
+# 5 s lock), so that a timed-out renewal still leaves the lock time to spare.
+_LOCK_FOR_DEFAULTS = env.int("REDBEAT_LOCK_TIMEOUT", default=25)
+REDIS_SOCKET_TIMEOUT = env.float(
+    "REDIS_SOCKET_TIMEOUT", default=min(5.0, max(0.5, _LOCK_FOR_DEFAULTS / 5))
+)
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=REDIS_SOCKET_TIMEOUT)
+# Idle pooled connections are pinged before reuse after this long.
+REDIS_HEALTH_CHECK_INTERVAL = env.int("REDIS_HEALTH_CHECK_INTERVAL", default=10)
+if REDIS_SOCKET_TIMEOUT <= 0 or REDIS_CONNECT_TIMEOUT <= 0:
+    raise ImproperlyConfigured("REDIS_SOCKET_TIMEOUT and REDIS_CONNECT_TIMEOUT must be positive")
 
 try:
     CLEANUP_SCHEDULE = parse_schedule(env.str("CLEANUP_SCHEDULE", default="0 2 * * *"))
@@ -206,7 +222,16 @@ CELERY_WORKER_REDIRECT_STDOUTS = False
 # the longest run (minutes; Sentry's monitor allows 60) - Redis's default, 1 h.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    # A publish (beat sending a slot) or an ack on a dead connection raises
+    # instead of hanging; the consumer's BRPOP is checked by kombu itself
+    # (brpop_timeout + health_check_interval).
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_keepalive": True,
+    "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+}
 # Heroku: SIGTERM to every process, SIGKILL 30 s later. The cleanup stops
 # between batches on SIGTERM and is re-queued; what is still running after
 # this many seconds is cancelled and re-queued (Celery's soft shutdown).
@@ -217,8 +242,19 @@ CELERY_BEAT_SCHEDULER = "scheduling.beat.KoolclipsScheduler"
 CELERY_REDBEAT_REDIS_URL = REDIS_URL
 CELERY_REDBEAT_REDIS_USE_SSL = REDIS_SSL_OPTIONS
 CELERY_REDBEAT_KEY_PREFIX = env.str("REDBEAT_KEY_PREFIX", default="koolclips:redbeat:")
-# Its own (empty) client options rather than the broker's transport options.
-CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
+# RedBeat's own client options (redbeat passes every key but its own -
+# retry_period, sentinels, ... - to redis.Redis.from_url). redis-py 8 retries a
+# timed-out command by default (measured: socket_timeout=1 through a black-holed
+# proxy, ping() raised after 15.6 s): one immediate retry only (a pooled
+# connection left stale by a Redis restart), so a call is bounded by about
+# 2 x REDIS_SOCKET_TIMEOUT and beat's lock arithmetic (scheduling/beat.py) holds.
+CELERY_REDBEAT_REDIS_OPTIONS: dict = {
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_keepalive": True,
+    "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+    "retry": Retry(NoBackoff(), 1),
+}
 # Why 5 s and 25 s:
 # - Beat wakes at least every loop interval and extends its lock to the full
 #   lock timeout each time, so a healthy holder has 25 s of slack: it would
@@ -237,6 +273,11 @@ if CELERY_REDBEAT_LOCK_TIMEOUT < 2 * CELERY_BEAT_MAX_LOOP_INTERVAL:
     raise ImproperlyConfigured(
         "REDBEAT_LOCK_TIMEOUT must be at least twice BEAT_MAX_LOOP_INTERVAL,"
         " or a healthy scheduler can lose its lock between two ticks"
+    )
+if CELERY_REDBEAT_LOCK_TIMEOUT <= 2 * REDIS_SOCKET_TIMEOUT + CELERY_BEAT_MAX_LOOP_INTERVAL:
+    raise ImproperlyConfigured(
+        "REDBEAT_LOCK_TIMEOUT must exceed 2 x REDIS_SOCKET_TIMEOUT + BEAT_MAX_LOOP_INTERVAL:"
+        " one timed-out lock renewal (and its retry) must leave the lock time to spare"
     )
 # A scheduled cleanup slot, once claimed, is remembered this long in Redis
 # (scheduling/guard.py). A running cleanup renews its overlap guard after

@@ -86,9 +86,15 @@ class RedisServer:
                 self.process.wait(5)
         self.process = None
 
-    def restart(self, downtime: float = 0.0) -> None:
-        """Kill and start again on the same port: it comes back empty."""
+    def restart(self, downtime: float = 0.0, keep_data: bool = False) -> None:
+        """Kill and start again on the same port: it comes back empty, or with
+        its data (a snapshot taken just before, loaded at start) when `keep_data`."""
+        snapshot = Path(self._dir) / "dump.rdb"
+        if keep_data:
+            self.client().save()
         self.stop(kill=True)
+        if not keep_data:
+            snapshot.unlink(missing_ok=True)
         time.sleep(downtime)
         self.start()
 

@@ -3,13 +3,23 @@
 RedBeat's Redis lock makes one beat schedule however many `worker --beat`
 processes run. On top of it this scheduler
 
+* takes the lock inside its tick loop, one non-blocking attempt a loop
+  interval, instead of RedBeat's blocking `beat_init` receiver: a standby keeps
+  ticking (so its heartbeat shows it alive) and a Redis error while it waits is
+  simply retried (RedBeat's receiver swallowed it and left the lock `None`:
+  redbeat #285). The schedule is written to Redis by the beat that takes the
+  lock, not by every standby;
+* rides out a Redis blip: an error while the lock still has time left (tracked
+  here: when it was last extended, and the lock timeout) is logged and retried
+  a second later. It gives up - raises, and the worker's BeatSupervisor starts
+  a fresh beat that waits for the lock - only when the lock may have lapsed or
+  Redis says someone else holds it (RedBeat exits on any error: redbeat #230);
+* stamps its heartbeat (scheduling/heartbeat.py) on every tick, so a beat
+  stuck in a call is replaced;
 * records who holds the lock and when it last ticked (`<prefix>:holder`), for
   `manage.py beat_status`, the dashboard and /health/;
 * stamps every task it sends with the slot it belongs to (header
-  `scheduled_for`), so the task can refuse to run one slot twice;
-* exits when it loses its lock (Redis restarted empty, failed over, the key
-  expired), as RedBeat does: scheduling/supervisor.py then starts a new beat
-  inside the same worker, which waits for the lock and re-creates the schedule.
+  `scheduled_for`), so the task can refuse to run one slot twice.
 """
 
 from __future__ import annotations
@@ -23,12 +33,24 @@ from datetime import UTC, datetime
 
 from celery.beat import ScheduleEntry
 from celery.signals import beat_init
-from redbeat.schedulers import RedBeatScheduler, get_redis
+from redbeat.schedulers import (
+    LUA_EXTEND_TO_SCRIPT,
+    RedBeatScheduler,
+    acquire_distributed_beat_lock,
+    get_redis,
+)
 from redis.exceptions import LockError, RedisError
+
+from scheduling import heartbeat
 
 logger = logging.getLogger("celery.beat")
 
 SLOT_HEADER = "scheduled_for"
+# Seconds between attempts while Redis does not answer and the lock has time left.
+RETRY_AFTER = 1.0
+
+# The lock is taken in KoolclipsScheduler.tick (see the module docstring).
+beat_init.disconnect(acquire_distributed_beat_lock)
 
 
 def holder_key(app) -> str:
@@ -48,31 +70,146 @@ def scheduled_slot(entry: ScheduleEntry, now: datetime | None = None) -> datetim
 
 
 class KoolclipsScheduler(RedBeatScheduler):
-    """RedBeatScheduler that reports its holder and stamps each slot."""
+    """RedBeatScheduler that survives Redis blips, reports its holder and stamps each slot."""
 
-    def tick(self, *args, **kwargs):
-        if self.lock_key and self.lock is None:
-            # RedBeat's beat_init receiver could not take the lock (Redis
-            # unreachable): start again rather than schedule without it.
-            raise RuntimeError("beat: no scheduler lock (was Redis unreachable at start?)")
+    def __init__(self, app, *args, **kwargs) -> None:
+        self._installed = False  # the schedule written to Redis by this holder
+        self._extended_at: float | None = None  # monotonic, sent before the last good extend
+        self._waiting_logged = False
+        heartbeat.stamp()
+        super().__init__(app, *args, **kwargs)
+
+    def setup_schedule(self) -> None:
+        # Called from Scheduler.__init__: deferred until this beat holds the
+        # lock (tick), so a standby neither needs Redis to start nor rewrites
+        # the holder's entries.
+        if self._installed:
+            super().setup_schedule()
+
+    # --- the tick loop ------------------------------------------------------
+    def tick(self, min=min, **kwargs) -> float:
+        heartbeat.stamp()
         try:
-            interval = super().tick(*args, **kwargs)
-        except (LockError, RedisError) as exc:
-            # Without the lock another beat may already schedule: stop at once.
-            # The worker's beat supervisor starts a fresh beat, which waits for
-            # the lock (and re-creates the schedule if Redis came back empty).
-            # The exception ends this beat process (Sentry's beat hook reports
-            # it as fatal); the log line says what happens next.
-            logger.warning(
-                "beat: lost the scheduler lock (%s: %s); stopping this beat",
-                type(exc).__name__,
-                exc,
-            )
-            self._forget_holder()
+            if self.lock_key:
+                if self.lock is None:
+                    if not self._take_lock():
+                        return self.max_interval  # a standby: try again next loop
+                else:
+                    self._extend_lock()
+            if not self._installed:
+                self._on_lock_taken()
+            interval = self._send_due(min)
+            self._record_tick()
+        except LockError as exc:
+            # Redis says the lock is gone or someone else's: stop at once.
+            self._give_up(f"{type(exc).__name__}: {exc or 'the lock is not ours'}")
             raise
-        self._record_tick()
+        except RedisError as exc:
+            if self.lock_key and self.lock is None:
+                logger.warning(
+                    "beat: Redis did not answer while waiting for the scheduler lock (%s: %s);"
+                    " retrying in %s s",
+                    type(exc).__name__,
+                    exc,
+                    RETRY_AFTER,
+                )
+                return RETRY_AFTER
+            remaining = self.lock_remaining()
+            if remaining is None or remaining > self.safety_margin():
+                logger.warning(
+                    "beat: Redis did not answer (%s: %s); the scheduler lock has %s s left,"
+                    " retrying in %s s",
+                    type(exc).__name__,
+                    exc,
+                    "?" if remaining is None else f"{remaining:.1f}",
+                    RETRY_AFTER,
+                )
+                return min(RETRY_AFTER, self.max_interval)
+            self._give_up(
+                f"{type(exc).__name__}: {exc}; the lock may have lapsed ({remaining:.1f} s left)"
+            )
+            raise
+        finally:
+            heartbeat.stamp()
         return interval
 
+    def _send_due(self, min) -> float:
+        # RedBeat's tick without its lock extension (done above).
+        remaining_times = []
+        try:
+            for entry in self.schedule.values():
+                next_time_to_run = self.maybe_due(entry, **self._maybe_due_kwargs)
+                if next_time_to_run:
+                    remaining_times.append(next_time_to_run)
+        except RuntimeError:
+            logger.debug("beat: RuntimeError", exc_info=True)
+        return min(remaining_times + [self.max_interval])
+
+    # --- the lock -------------------------------------------------------------
+    def _take_lock(self) -> bool:
+        client = get_redis(self.app)
+        lock = client.lock(self.lock_key, timeout=self.lock_timeout, sleep=self.max_interval)
+        # RedBeat's extend script: extend *to* the timeout, not by it.
+        lock.lua_extend = client.register_script(LUA_EXTEND_TO_SCRIPT)
+        sent_at = time.monotonic()
+        if not lock.acquire(blocking=False):
+            if not self._waiting_logged:
+                logger.info("beat: another beat holds the scheduler lock; standing by")
+                self._waiting_logged = True
+            return False
+        self._extended_at = sent_at
+        self.lock = lock
+        logger.info("beat: Acquired lock")
+        return True
+
+    def _extend_lock(self) -> None:
+        sent_at = time.monotonic()
+        self.lock.extend(int(self.lock_timeout))
+        self._extended_at = sent_at
+
+    def lock_remaining(self) -> float | None:
+        """Seconds the lock is known to be ours for, at least (None: not held)."""
+        if self._extended_at is None:
+            return None
+        return self.lock_timeout - (time.monotonic() - self._extended_at)
+
+    def safety_margin(self) -> float:
+        """Below this much lock time left, a failing Redis means the lock may lapse
+        before the next attempt reaches it: one retry pause plus a call that
+        times out (with redis-py's one retry), and never under a loop interval."""
+        options = self.app.redbeat_conf.redbeat_redis_options or {}
+        call = float(options.get("socket_timeout") or 0) * 2
+        return max(float(self.max_interval), RETRY_AFTER + call)
+
+    def _on_lock_taken(self) -> None:
+        self._installed = True
+        try:
+            self.setup_schedule()
+            client = get_redis(self.app)
+            client.delete(holder_key(self.app))
+            self._record_tick()
+        except BaseException:
+            self._installed = False  # try again on the next tick
+            raise
+        logger.info(
+            "beat: holding the scheduler lock as %s pid %s",
+            os.environ.get("DYNO") or socket.gethostname(),
+            os.getpid(),
+        )
+
+    def _give_up(self, why: str) -> None:
+        # Without the lock another beat may already schedule: stop at once.
+        # The worker's beat supervisor starts a fresh beat, which waits for
+        # the lock (and re-creates the schedule if Redis came back empty).
+        # The exception ends this beat process (Sentry's beat hook reports
+        # it as fatal); the log line says what happens next.
+        # The holder record is left alone: it may already be the new holder's,
+        # and it expires with the lock.
+        logger.warning("beat: lost the scheduler lock (%s); stopping this beat", why)
+        self.lock = None  # never release a lock that is not known to be ours
+        self._extended_at = None
+
+    # --- sending --------------------------------------------------------------
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
         if SLOT_HEADER not in entry.options.get("headers", {}):
             headers = {
@@ -95,6 +232,9 @@ class KoolclipsScheduler(RedBeatScheduler):
             if self.lock is not None and self.lock.owned():
                 self._forget_holder()
             super().close()
+        except RedisError as exc:
+            # Redis gone: the lock expires by itself.
+            logger.warning("beat: could not release the scheduler lock (%s)", exc)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
@@ -124,19 +264,3 @@ class KoolclipsScheduler(RedBeatScheduler):
             get_redis(self.app).delete(holder_key(self.app))
         except RedisError:
             pass
-
-
-@beat_init.connect(weak=False)
-def _start_holder_record(sender=None, **kwargs) -> None:
-    # RedBeat acquires the lock in its own beat_init receiver (registered at
-    # import, so before this one): record the holder straight away instead of
-    # waiting for the first tick.
-    scheduler = getattr(sender, "scheduler", None)
-    if isinstance(scheduler, KoolclipsScheduler) and scheduler.lock is not None:
-        get_redis(scheduler.app).delete(holder_key(scheduler.app))
-        scheduler._record_tick()
-        logger.info(
-            "beat: holding the scheduler lock as %s pid %s",
-            os.environ.get("DYNO") or socket.gethostname(),
-            os.getpid(),
-        )
