@@ -14,9 +14,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from django.core.exceptions import ImproperlyConfigured
 
 from config.cloudcube import CloudcubeURLError, parse_cloudcube_url
 from config.sentry import init_sentry
