@@ -21,18 +21,18 @@ app.autodiscover_tasks()
 # Restart the embedded beat inside the worker whenever it dies.
 app.steps["worker"].add(BeatSupervisor)
 
-CLEANUP_ENTRY = "scheduled-cloudcube-cleanup"
-WEEKLY_REPORT_ENTRY = "weekly-report"
-
 
 @app.on_after_configure.connect
 def register_beat_entries(sender: Celery, **kwargs) -> None:
-    """Static beat entries; RedBeat syncs them into Redis when beat starts.
+    """Static beat entries, one per registered job (scheduling/registry.py);
+    RedBeat syncs them into Redis when beat starts.
 
     Runs once Django's settings are loaded (config/__init__.py imports this
     module while settings may still be importing).
     """
     from django.conf import settings
+
+    from scheduling import registry
 
     # RedBeat looks its settings up without the CELERY_ namespace, and falls
     # back to the broker's (with a deprecation warning) when it cannot see them.
@@ -40,18 +40,10 @@ def register_beat_entries(sender: Celery, **kwargs) -> None:
         if name.startswith("CELERY_REDBEAT_"):
             sender.conf[name.removeprefix("CELERY_").lower()] = getattr(settings, name)
 
-    # Schedule and retention come from CLEANUP_SCHEDULE / CLEANUP_RETENTION_DAYS.
-    sender.add_periodic_task(
-        settings.CLEANUP_SCHEDULE.celery_schedule,
-        signature(
-            "viral_clips.tasks.scheduled_cloudcube_cleanup",
-            kwargs={"retention_days": settings.CLEANUP_RETENTION_DAYS},
-        ),
-        name=CLEANUP_ENTRY,
-    )
-    # Monday 09:00 UTC by default (WEEKLY_REPORT_SCHEDULE).
-    sender.add_periodic_task(
-        settings.WEEKLY_REPORT_SCHEDULE.celery_schedule,
-        signature("viral_clips.tasks.send_weekly_report"),
-        name=WEEKLY_REPORT_ENTRY,
-    )
+    # Schedules, kwargs and names come from the jobs' declarations (viral_clips/jobs.py).
+    for job in registry.jobs():
+        sender.add_periodic_task(
+            registry.schedule(job).celery_schedule,
+            signature(job.task, kwargs=job.beat_kwargs()),
+            name=job.entry,
+        )

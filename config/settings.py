@@ -223,7 +223,7 @@ CELERY_WORKER_REDIRECT_STDOUTS = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": 3600,
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     # A publish (beat sending a slot) or an ack on a dead connection raises
     # instead of hanging; the consumer's BRPOP is checked by kombu itself
     # (brpop_timeout + health_check_interval).
@@ -232,6 +232,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_keepalive": True,
     "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
 }
+# Tests shorten the redelivery sweep to see a redelivery within seconds
+# (kombu's defaults: every 10 s, throttled to 10 s).
+if env.str("CELERY_UNACKED_RESTORE_INTERVAL", default=""):
+    CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] = env.float(
+        "CELERY_UNACKED_RESTORE_INTERVAL"
+    )
+    CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_throttle"] = env.float(
+        "CELERY_UNACKED_RESTORE_INTERVAL"
+    )
 # Heroku: SIGTERM to every process, SIGKILL 30 s later. The cleanup stops
 # between batches on SIGTERM and is re-queued; what is still running after
 # this many seconds is cancelled and re-queued (Celery's soft shutdown).
@@ -279,12 +288,16 @@ if CELERY_REDBEAT_LOCK_TIMEOUT <= 2 * REDIS_SOCKET_TIMEOUT + CELERY_BEAT_MAX_LOO
         "REDBEAT_LOCK_TIMEOUT must exceed 2 x REDIS_SOCKET_TIMEOUT + BEAT_MAX_LOOP_INTERVAL:"
         " one timed-out lock renewal (and its retry) must leave the lock time to spare"
     )
-# A scheduled cleanup slot, once claimed, is remembered this long in Redis
-# (scheduling/guard.py). A running cleanup renews its overlap guard after
-# every listed page (well under a second on S3); a worker killed mid-run
-# leaves it to expire after this long.
-CLEANUP_SLOT_TTL_SECONDS = 7 * 24 * 3600
-CLEANUP_RUN_GUARD_TTL_SECONDS = env.int("CLEANUP_RUN_GUARD_TTL_SECONDS", default=120)
+# A running cleanup renews its lease (scheduling.models.JobLease) after every
+# listed page (well under a second on S3); a worker killed mid-run frees the
+# cleanup this long after its last renewal, and its redelivery takes over.
+# (CLEANUP_RUN_GUARD_TTL_SECONDS is the variable's name before the ledger.)
+CLEANUP_LEASE_SECONDS = env.int(
+    "CLEANUP_LEASE_SECONDS", default=env.int("CLEANUP_RUN_GUARD_TTL_SECONDS", default=120)
+)
+# A scheduled slot deferred behind another run of its overlap group retries
+# after this long (well below the visibility timeout) until it can run.
+SCHEDULING_DEFER_RETRY_SECONDS = env.int("SCHEDULING_DEFER_RETRY_SECONDS", default=30)
 
 # --- Operator's view (dashboard and /health/) --------------------------------
 # /health/ answers 503 when no scheduler has ticked for this long: a few loop
@@ -303,6 +316,8 @@ EMAIL_BACKEND = env.str(
     if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend",
 )
+# For DJANGO_EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
+EMAIL_FILE_PATH = env.str("DJANGO_EMAIL_FILE_PATH", default="") or None
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="koolclips <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")

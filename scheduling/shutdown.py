@@ -26,6 +26,22 @@ _requested = threading.Event()
 _busy = threading.Event()
 
 
+class StopRequested(Exception):
+    """A run stopped at a safe point because its process is asked to stop.
+
+    Raised by the job's own code (the cleanup between batches) or by the
+    guard's progress callback; the guard records the run `interrupted`, frees
+    its lease and, in a worker, re-queues the message (Reject(requeue=True)) so
+    the redelivery resumes it.
+    """
+
+
+def request_stop() -> None:
+    """Ask runs in this process to stop at their next safe point (a command's
+    SIGINT/SIGTERM/SIGHUP handler)."""
+    _requested.set()
+
+
 def requested() -> bool:
     """True once this worker (or this process) was asked to shut down."""
     return _requested.is_set() or _worker_stopping.is_set()
@@ -39,6 +55,26 @@ def stoppable() -> Iterator[None]:
         yield
     finally:
         _busy.clear()
+
+
+@contextmanager
+def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """For a management command: the first Ctrl-C / SIGTERM / SIGHUP (`heroku
+    run` losing its terminal) asks the run to stop at its next safe point, so
+    its row ends `interrupted`; a second one raises KeyboardInterrupt at once."""
+
+    def handler(signum, frame) -> None:
+        if _requested.is_set():
+            raise KeyboardInterrupt
+        _requested.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        _requested.clear()
 
 
 @worker_shutting_down.connect(weak=False)

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.conf import settings
-
-from config.celery import CLEANUP_ENTRY, app
+from config.celery import app
+from scheduling import registry
 
 
 @dataclass
@@ -91,7 +90,8 @@ def _entry_status(entry) -> EntryStatus:
     if last is not None:
         next_run = (schedule.now() + schedule.remaining_estimate(last)).astimezone(UTC)
     last_status = None
-    if entry.name == CLEANUP_ENTRY:
+    # (per-job ledger rows: the beat helper's status work replaces this)
+    if entry.name == "scheduled-cloudcube-cleanup":
         last_status = (
             CleanupRun.objects.filter(trigger=CleanupRun.Trigger.SCHEDULE)
             .exclude(status=CleanupRun.Status.RUNNING)
@@ -110,9 +110,11 @@ def _entry_status(entry) -> EntryStatus:
 
 
 def _describe(name: str, schedule) -> tuple[str, str]:
-    if name == CLEANUP_ENTRY:
-        return settings.CLEANUP_SCHEDULE.raw, settings.CLEANUP_SCHEDULE.describe()
-    return str(schedule), str(schedule)
+    try:
+        parsed = registry.schedule(registry.get(name))
+    except KeyError:
+        return str(schedule), str(schedule)
+    return parsed.raw, parsed.describe()
 
 
 def _text(value) -> str:

@@ -294,7 +294,7 @@ def test_the_run_record_is_written_at_start_and_completed_at_end(cube, s3):
     assert run.duration_seconds >= 0
 
 
-def test_interrupted_run_stays_running_and_resumes_under_the_same_task_id(cube, s3):
+def test_interrupted_run_says_so_and_resumes_under_the_same_task_id(cube, s3):
     client, log = s3
     for i in range(2500):
         cube.put(f"testcube/public/clips/{i:04d}.mp4", b"r", age=OLD)
@@ -302,7 +302,7 @@ def test_interrupted_run_stays_running_and_resumes_under_the_same_task_id(cube, 
     with pytest.raises(CleanupInterrupted):
         run_cleanup(5, client=client, task_id="task-1", should_stop=lambda: True)
     run = CleanupRun.objects.get()
-    assert run.status == "running"
+    assert run.status == "interrupted"  # not `running`: no process runs it now
     assert run.files_deleted == 1000
     assert len(cube.keys()) == 1500
 

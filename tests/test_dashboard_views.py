@@ -11,9 +11,10 @@ from django.test import Client
 from django.utils import timezone
 
 from devstack.ports import free_port
-from scheduling import guard as run_guard
+from scheduling import guard
 from tests.support.broker import queued_messages
 from tests.support.runs import make_run
+from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.run_now import PENDING_KEY
 
@@ -143,9 +144,14 @@ def test_a_second_press_says_so_instead_of_queueing(staff_client, services):
 
 
 def test_a_press_while_a_run_is_in_progress_says_so(staff_client, services):
-    assert run_guard.admit("scheduled-task").admitted  # as the task does
+    execution = guard.claim(
+        CLEANUP,
+        trigger="schedule",
+        slot=timezone.now().replace(microsecond=0),
+        task_id="scheduled-task",
+    )  # as the task does; fmt: skip
     run = make_run(timezone.now() - timedelta(seconds=40), duration=None, task_id="scheduled-task",
-                   status=CleanupRun.Status.RUNNING)  # fmt: skip
+                   status=CleanupRun.Status.RUNNING, job_run=execution.run)  # fmt: skip
     response = staff_client.post("/run-now/", {"mode": "dry-run"}, follow=True)
     text = response.content.decode()
     assert f"Dry run not queued: A cleanup (schedule) is running, run #{run.pk}" in text

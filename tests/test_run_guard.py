@@ -1,4 +1,9 @@
-"""The task refuses a slot twice and refuses to overlap a running cleanup."""
+"""The execution guard (scheduling/guard.py), in-process: every delivery of a job
+is claimed against the database ledger, never against Redis keys.
+
+Rewritten for issue 9: the old Redis guard let a redelivery with the same task
+id run again beside the original; the intent (no slot twice, no overlap) stays.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,26 @@ from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
+from celery.exceptions import Reject
+from django.conf import settings
 from django.core.management import call_command
+from django.db import OperationalError
+from django.utils import timezone
 
-from scheduling import guard as run_guard
+from devstack.ports import free_port
+from scheduling import guard, ledger
 from scheduling.beat import SLOT_HEADER
+from scheduling.models import JobLease, JobRun
+from scheduling.shutdown import StopRequested
 from tests.support.processes import ProcfileProcess
+from viral_clips.jobs import CLEANUP, WEEKLY_REPORT
 from viral_clips.models import CleanupRun
 from viral_clips.tasks import scheduled_cloudcube_cleanup
 
 pytestmark = pytest.mark.django_db
 
 SLOT = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+OLD = timedelta(days=9)
 
 
 def run_task(task_id: str | None = None, slot: datetime | None = SLOT, **kwargs) -> dict:
@@ -29,57 +43,236 @@ def run_task(task_id: str | None = None, slot: datetime | None = SLOT, **kwargs)
     ).get()
 
 
-def test_a_slot_runs_once_and_a_second_delivery_is_skipped(cube, redis_client):
-    cube.put("testcube/public/clips/old.mp4", age=timedelta(days=9))
-    first = run_task()
-    second = run_task()
+def lapse(execution: guard.Execution) -> None:
+    """As if its worker died: nobody renewed the lease for longer than lease_seconds."""
+    past = timezone.now() - timedelta(seconds=1)
+    JobLease.objects.filter(holder=execution.token).update(expires_at=past)
+    JobRun.objects.filter(pk=execution.run.pk).update(lease_expires_at=past)
+
+
+def rows(job: str = CLEANUP.entry) -> list[tuple[str, str]]:
+    return [(r.status, r.detail) for r in JobRun.objects.filter(job=job).order_by("pk")]
+
+
+def test_a_slot_runs_once_and_every_later_delivery_is_recorded_skipped(cube, redis_client):
+    cube.put("testcube/public/clips/old.mp4", age=OLD)
+    task_id = str(uuid.uuid4())
+    first = run_task(task_id)
+    again = run_task(task_id)  # a redelivery: same task id
+    other = run_task()  # a duplicate send: another task id, same slot
 
     assert first["status"] == "succeeded" and first["files_deleted"] == 1
-    assert second["status"] == "skipped"
-    assert "already ran" in second["reason"]
-    runs = list(CleanupRun.objects.order_by("pk"))
-    assert [r.status for r in runs] == ["succeeded", "skipped"]
-    assert runs[0].scheduled_for == runs[1].scheduled_for == SLOT
-    assert "already ran" in runs[1].detail and runs[1].finished_at is not None
+    assert again["status"] == other["status"] == "skipped"
+    assert "already ran" in again["reason"] and "already ran" in other["reason"]
+    statuses = [s for s, _ in rows()]
+    assert statuses == ["succeeded", "skipped", "skipped"]
+    assert JobRun.objects.filter(slot=SLOT).exclude(status="skipped").count() == 1
+    assert CleanupRun.objects.count() == 1  # one execution, one set of counters
+    assert CleanupRun.objects.get().job_run == JobRun.objects.get(status="succeeded")
     # The next slot is a new one.
     assert run_task(slot=SLOT + timedelta(days=1))["status"] == "succeeded"
 
 
-def test_a_redelivered_task_is_not_skipped(cube, redis_client):
+def test_the_database_refuses_a_second_execution_row_for_a_slot(db):
+    from django.db import IntegrityError, transaction
+
+    JobRun.objects.create(job="j", slot=SLOT, trigger="schedule", status="succeeded")
+    JobRun.objects.create(job="j", slot=SLOT, trigger="schedule", status="skipped")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        JobRun.objects.create(job="j", slot=SLOT, trigger="schedule", status="running")
+    # Manual runs (no slot) are many.
+    JobRun.objects.create(job="j", trigger="manual", status="running")
+    JobRun.objects.create(job="j", trigger="manual", status="running")
+
+
+def test_a_live_duplicate_is_refused_and_recorded(cube, redis_client):
+    holder = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    assert isinstance(holder, guard.Execution)
+
+    refused = run_task("t-1")  # the broker redelivered it while it runs
+
+    assert refused["status"] == "skipped"
+    assert "live execution" in refused["reason"]
+    assert CleanupRun.objects.count() == 0  # the duplicate never started the cleanup
+    holder.progress()
+    assert holder.finish("succeeded") is True
+    holder.release()
+    assert [s for s, _ in rows()] == ["succeeded", "skipped"]
+
+
+def test_a_lapsed_lease_is_marked_abandoned_and_taken_over_by_the_redelivery(db):
+    first = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    lapse(first)
+    assert ledger.mark_abandoned() == 1
+    assert JobRun.objects.get().status == "abandoned"
+    assert ledger.active_run(CLEANUP.group) is None  # nothing runs it: the buttons work
+
+    second = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+
+    assert isinstance(second, guard.Execution) and second.resumed
+    assert second.run.pk == first.run.pk  # the same row, resumed
+    assert (second.run.status, second.run.attempt) == ("running", 2)
+    assert second.token != first.token
+    assert ledger.active_run(CLEANUP.group).pk == first.run.pk
+
+
+def test_fencing_a_stale_execution_cannot_write_once_taken_over(db):
+    first = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    lapse(first)
+    second = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+
+    # The first worker was only frozen; it wakes up and tries to go on.
+    with pytest.raises(guard.LeaseLost):
+        first.renew()
+    with pytest.raises(guard.LeaseLost):
+        first.checkpoint(sent=True)
+    assert first.finish("succeeded") is False
+    first.release()  # releases nothing: the lease is the second's
+
+    run = JobRun.objects.get(pk=second.run.pk)
+    assert (run.status, run.token, run.state) == ("running", second.token, {})
+    assert JobLease.objects.get(group=CLEANUP.group).holder == second.token
+    second.checkpoint(sent=True)
+    assert second.finish("succeeded")
+    assert JobRun.objects.get(pk=run.pk).state == {"sent": True}
+
+
+def test_two_deliveries_racing_for_an_abandoned_run_only_one_takes_it(db):
+    first = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    lapse(first)
+    a = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    b = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    assert isinstance(a, guard.Execution)
+    assert isinstance(b, guard.Refusal) and b.status == "skipped"
+
+
+def test_a_slot_due_during_a_dry_run_is_deferred_re_sent_and_run_after_it(cube, redis_client):
+    cube.put("testcube/public/clips/old.mp4", age=OLD)
+    dry_run = guard.claim(CLEANUP, trigger="manual", task_id="press")
     task_id = str(uuid.uuid4())
-    assert run_task(task_id)["status"] == "succeeded"
-    assert run_task(task_id)["status"] == "succeeded"
+
+    deferred = run_task(task_id)
+
+    assert deferred["status"] == "deferred"
+    row = JobRun.objects.get(slot=SLOT)
+    assert row.status == "deferred" and "runs once it ends" in row.detail
+    # The same message again, with a countdown, so the slot is never lost.
+    [raw] = [json.loads(m) for m in redis_client.lrange("celery", 0, -1)]
+    assert raw["headers"]["id"] == task_id
+    assert raw["headers"][SLOT_HEADER] == SLOT.isoformat()
+    assert raw["headers"]["eta"] is not None
+    # Still busy when it comes back: still deferred, no new row.
+    assert run_task(task_id)["status"] == "deferred"
+    assert JobRun.objects.filter(slot=SLOT).count() == 1
+    assert cube.keys() == ["testcube/public/clips/old.mp4"]
+
+    dry_run.finish("succeeded")
+    dry_run.release()
+    done = run_task(task_id)
+
+    assert done["status"] == "succeeded" and done["files_deleted"] == 1
+    row.refresh_from_db()
+    assert (row.status, row.attempt, row.trigger) == ("succeeded", 2, "schedule")
+    assert cube.keys() == []
 
 
-def test_a_run_overlapping_a_running_cleanup_is_skipped(cube, redis_client):
-    cube.put("testcube/public/clips/old.mp4", age=timedelta(days=9))
-    redis_client.set(run_guard.RUNNING_KEY, "other-task", ex=60)
-    assert run_guard.cleanup_in_progress()
+def test_a_weekly_report_slot_during_another_report_is_skipped_not_deferred(db):
+    holder = guard.claim(WEEKLY_REPORT, trigger="schedule", slot=SLOT, task_id="a")
+    later = guard.claim(
+        WEEKLY_REPORT, trigger="schedule", slot=SLOT + timedelta(days=7), task_id="b"
+    )
+    assert isinstance(later, guard.Refusal) and later.status == "skipped"
+    assert ledger.slot_recorded(WEEKLY_REPORT.entry, SLOT + timedelta(days=7))
+    holder.release()
+
+
+def test_a_manual_run_while_a_cleanup_runs_is_refused(cube, redis_client):
+    cube.put("testcube/public/clips/old.mp4", age=OLD)
+    holder = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
 
     result = run_task(slot=None, trigger="manual")
 
     assert result["status"] == "skipped"
-    assert "another cleanup is running (task other-task)" in result["reason"]
+    assert (
+        f"another run is active (scheduled-cloudcube-cleanup schedule, run #{holder.run.pk})"
+        in (result["reason"])
+    )
     assert cube.keys() == ["testcube/public/clips/old.mp4"]
-    # The guard is the other run's: a skipped run leaves it alone.
-    assert redis_client.get(run_guard.RUNNING_KEY) == b"other-task"
+    # The lease is the other run's: a refused run leaves it alone.
+    assert JobLease.objects.get(group=CLEANUP.group).holder == holder.token
 
 
-def test_the_guard_is_released_after_a_run_and_expires_if_never_released(cube, redis_client):
+def test_the_lease_is_freed_after_a_run_and_lapses_if_never_freed(cube, redis_client):
     run_task(slot=None, trigger="manual")
-    assert not run_guard.cleanup_in_progress()
-    admission = run_guard.admit("task-x")
-    assert admission.admitted
-    redis_client.expire(run_guard.RUNNING_KEY, 5)
-    admission.refresh()
-    assert 100 < redis_client.ttl(run_guard.RUNNING_KEY) <= 120
-    # Another task's guard is neither renewed nor released by this one.
-    other = run_guard.Admission(True, token="someone-else")
-    other.refresh()
-    other.release()
-    assert redis_client.get(run_guard.RUNNING_KEY) == b"task-x"
-    admission.release()
-    assert not run_guard.cleanup_in_progress()
+    assert ledger.active_run(CLEANUP.group) is None
+    holder = guard.claim(CLEANUP, trigger="manual", task_id="x")
+    assert ledger.active_run(CLEANUP.group).pk == holder.run.pk
+    lapse(holder)
+    assert ledger.active_run(CLEANUP.group) is None
+
+
+def test_renewal_survives_a_database_error(db, monkeypatch, caplog):
+    holder = guard.claim(CLEANUP, trigger="manual", task_id="x")
+
+    def broken() -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(holder, "_renew", broken)
+    monkeypatch.setattr("scheduling.db.BACKOFF_SECONDS", 0)
+    holder.renew()  # logged, not raised
+    assert "could not renew the lease" in caplog.text
+
+
+def test_a_cleanup_survives_redis_being_unreachable(cube, monkeypatch):
+    """Nothing in a run asks Redis: the old guard's refresh failed the run."""
+    for i in range(1500):
+        cube.put(f"testcube/public/clips/{i:04d}.mp4", age=OLD)
+    monkeypatch.setattr(settings, "REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    result = run_task()
+    assert result["status"] == "succeeded" and result["files_deleted"] == 1500
+
+
+def test_release_never_masks_the_runs_outcome(cube, redis_client, monkeypatch):
+    """Shutting down: the row ends interrupted and Reject(requeue) propagates even
+    when the database will not take the release."""
+    cube.put("testcube/public/clips/old.mp4", age=OLD)
+
+    def broken(write, **kwargs):
+        raise OperationalError("database unavailable")
+
+    def stop_now(*args, **kwargs):
+        monkeypatch.setattr(guard, "db_retry", broken)  # from here on, every write fails
+        raise StopRequested("stop")
+
+    monkeypatch.setattr("viral_clips.tasks.run_guarded_cleanup", stop_now)
+    outcome = scheduled_cloudcube_cleanup.apply(
+        task_id=str(uuid.uuid4()), headers={SLOT_HEADER: SLOT.isoformat()}
+    )
+    assert isinstance(outcome.result, Reject) and outcome.result.requeue
+
+
+def test_shutdown_records_interrupted_and_frees_the_lease_for_the_redelivery(cube, redis_client):
+    for i in range(2500):
+        cube.put(f"testcube/public/clips/{i:04d}.mp4", age=OLD)
+    import scheduling.shutdown as shutdown
+
+    task_id = str(uuid.uuid4())
+    shutdown._requested.set()
+    try:
+        outcome = scheduled_cloudcube_cleanup.apply(
+            task_id=task_id, headers={SLOT_HEADER: SLOT.isoformat()}
+        )
+    finally:
+        shutdown._requested.clear()
+    assert isinstance(outcome.result, Reject)
+    row = JobRun.objects.get()
+    assert row.status == "interrupted"
+    assert CleanupRun.objects.get().status == "interrupted"
+    assert ledger.active_run(CLEANUP.group) is None
+
+    assert run_task(task_id)["status"] == "succeeded"
+    assert CleanupRun.objects.get().files_deleted == 2500
+    assert JobRun.objects.get().attempt == 2
 
 
 @pytest.mark.processes

@@ -12,10 +12,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from devstack.ports import free_port
-from scheduling import guard as run_guard
+from scheduling import guard
+from scheduling.models import JobLease
 from tests.support.broker import queued_messages
 from tests.support.runs import make_run
 from viral_clips.cube_stats import CACHE_KEY
+from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import (
     PENDING_KEY,
@@ -58,10 +60,13 @@ def test_a_second_press_while_queued_queues_nothing(redis_client):
 
 
 def start_running(trigger: str = "schedule", task_id: str = "task-in-progress") -> CleanupRun:
-    """A cleanup as the task runs one: the run guard's key taken, its row `running`."""
-    assert run_guard.admit(task_id).admitted
+    """A cleanup as the task runs one: the lease taken, its rows `running`."""
+    execution = guard.claim(CLEANUP, trigger="manual" if trigger == "schedule" else trigger,
+                            task_id=task_id)  # fmt: skip
+    assert isinstance(execution, guard.Execution)
     return make_run(timezone.now() - timedelta(minutes=3), duration=None, trigger=trigger,
-                    task_id=task_id, status=CleanupRun.Status.RUNNING)  # fmt: skip
+                    task_id=task_id, status=CleanupRun.Status.RUNNING,
+                    job_run=execution.run)  # fmt: skip
 
 
 @pytest.mark.parametrize("trigger", ["schedule", "manual", "command"])
@@ -76,19 +81,23 @@ def test_a_press_while_a_run_is_running_queues_nothing(redis_client, trigger):
 
 
 def test_a_cleanup_admitted_but_not_yet_recorded_also_blocks(redis_client):
-    assert run_guard.admit("just-admitted").admitted
+    assert isinstance(guard.claim(CLEANUP, trigger="manual", task_id="just-admitted"),
+                      guard.Execution)  # fmt: skip
     result = request_cleanup(dry_run=True, requested_by="ops")
     assert not result.queued
     assert result.busy.describe() == "A cleanup is starting"
 
 
 def test_a_running_row_whose_worker_died_does_not_block(redis_client):
-    """The row stays `running` when its worker is killed; the guard key expires
-    (CLEANUP_RUN_GUARD_TTL_SECONDS), and from then on the buttons work again."""
+    """The row stays `running` when its worker is killed; the lease lapses
+    (CLEANUP_LEASE_SECONDS), and from then on the buttons work again."""
     start_running()
-    assert 0 < redis_client.ttl(run_guard.RUNNING_KEY) <= settings.CLEANUP_RUN_GUARD_TTL_SECONDS
+    lease = JobLease.objects.get(group=CLEANUP.group)
+    left = (lease.expires_at - timezone.now()).total_seconds()
+    assert 0 < left <= settings.CLEANUP_LEASE_SECONDS
     assert not request_cleanup(dry_run=True, requested_by="ops").queued
-    redis_client.delete(run_guard.RUNNING_KEY)  # as when the guard's expiry passes
+    # As when the lease's expiry passes without renewal.
+    JobLease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     assert CleanupRun.objects.filter(status="running").exists()
     assert request_cleanup(dry_run=True, requested_by="ops").queued
 

@@ -23,16 +23,11 @@ from sentry_sdk.crons import capture_checkin
 import config.sentry
 from config.cloudcube import parse_cloudcube_url
 from config.sentry import SecretScrubber, init_sentry
-from scheduling.crons import (
-    CHECK_IN_HEADER,
-    MONITOR_SLUG,
-    STARTED_HEADER,
-    cleanup_monitor_config,
-    report_cleanup_to_sentry,
-)
+from scheduling.crons import CHECK_IN_HEADER, STARTED_HEADER
 from scheduling.schedules import parse_schedule
 from tests.support.sentry_collector import SentryCollector
 from viral_clips.models import CleanupRun
+from viral_clips.monitoring import MONITOR_SLUG, cleanup_monitor_config, report_cleanup_to_sentry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDIS_PASSWORD = "p@ss/w0rd:with%chars-7f3e"  # needs URL-encoding in REDIS_URL

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from celery.schedules import crontab
 
-from config.celery import WEEKLY_REPORT_ENTRY, app
+from config.celery import app
 from tests.support.runs import make_run
+from viral_clips.jobs import WEEKLY_REPORT
 from viral_clips.models import CleanupRun
 from viral_clips.reports import build_weekly_report, send_weekly_report
 
@@ -150,8 +151,8 @@ def test_the_task_sends_it(cube, redis_client, mailoutbox, settings):
 
 def test_beat_schedule_has_the_report_on_monday_0900_utc_next_to_the_cleanup():
     entries = app.conf.beat_schedule
-    assert {"scheduled-cloudcube-cleanup", WEEKLY_REPORT_ENTRY} <= set(entries)
-    entry = entries[WEEKLY_REPORT_ENTRY]
+    assert {"scheduled-cloudcube-cleanup", WEEKLY_REPORT.entry} <= set(entries)
+    entry = entries[WEEKLY_REPORT.entry]
     assert entry["task"] == "viral_clips.tasks.send_weekly_report"
     schedule = entry["schedule"]
     assert isinstance(schedule, crontab)

@@ -7,5 +7,6 @@ class ViralClipsConfig(AppConfig):
     verbose_name = "Viral clips"
 
     def ready(self) -> None:
-        # Connects the task_postrun handler that frees the Run now buttons.
-        from viral_clips import run_now  # noqa: F401
+        # run_now connects the task_postrun handler that frees the Run now
+        # buttons; cleanup the ledger's runs_abandoned receiver for CleanupRun.
+        from viral_clips import cleanup, run_now  # noqa: F401

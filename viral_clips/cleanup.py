@@ -22,6 +22,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from scheduling.guard import Execution, LeaseLost
+from scheduling.ledger import runs_abandoned
+from scheduling.models import JobRun
+from scheduling.shutdown import StopRequested
 from viral_clips.models import CleanupRun, Clip
 
 logger = logging.getLogger(__name__)
@@ -37,10 +41,10 @@ class InvalidRetention(ValueError):
     """retention_days is not a whole number between 1 and MAX_RETENTION_DAYS."""
 
 
-class CleanupInterrupted(Exception):
+class CleanupInterrupted(StopRequested):
     """The run stopped between batches because the worker is shutting down.
 
-    Its CleanupRun stays `running`; a redelivered task with the same task id
+    Its CleanupRun (and ledger row) say `interrupted`; a redelivered task
     resumes it (listing again is idempotent: deleted keys are simply gone).
     """
 
@@ -102,13 +106,18 @@ def run_cleanup(
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    job_run: JobRun | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> CleanupReport:
     """Delete (or, in a dry run, count) the cube's expired files and record the run.
 
     Raises InvalidRetention before anything is listed or recorded. Any other
     exception marks the run `failed` and is re-raised. `progress(scanned,
     deleted)` is called after every page; `should_stop()` is checked between
-    batches and raises CleanupInterrupted when it answers True.
+    batches and raises CleanupInterrupted when it answers True. `job_run`:
+    the ledger row this run belongs to (a resumed execution finds its
+    CleanupRun through it). `fence()` is called before the outcome is written
+    and raises LeaseLost when another execution took the run over.
     """
     retention_days = validate_retention_days(retention_days)
     if trigger not in CleanupRun.Trigger.values:
@@ -119,7 +128,7 @@ def run_cleanup(
         client = cloudcube_client()
 
     cube = settings.CLOUDCUBE
-    run = _start_run(retention_days, dry_run, trigger, task_id, scheduled_for, cube.cube)
+    run = _start_run(retention_days, dry_run, trigger, task_id, scheduled_for, cube.cube, job_run)
     report = CleanupReport(
         run_id=run.pk,
         status=CleanupRun.Status.RUNNING,
@@ -156,7 +165,12 @@ def run_cleanup(
             _delete_batch(client, cube.bucket, cube.public_prefix, pending, dry_run, report)
             if progress:
                 progress(report.objects_scanned, report.files_deleted)
-    except CleanupInterrupted:
+        if fence:
+            fence()
+    except LeaseLost:
+        raise  # another execution runs this CleanupRun now: leave it to it
+    except StopRequested:
+        run.status = CleanupRun.Status.INTERRUPTED
         _save_counts(run, report, detail="interrupted between batches; resumes on redelivery")
         raise
     except Exception as exc:
@@ -173,6 +187,24 @@ def run_cleanup(
     detail = f"{report.error_count} key(s) could not be deleted" if report.error_count else ""
     _finish_run(run, report, detail=detail)
     return report
+
+
+def run_guarded_cleanup(
+    execution: Execution, retention_days: object, *, dry_run: bool, trigger: str
+) -> CleanupReport:
+    """The cleanup as its task runs it: the guarded execution's progress
+    (lease renewal), stop flag and ledger row wired in."""
+    return run_cleanup(
+        retention_days,
+        dry_run=dry_run,
+        trigger=trigger,
+        task_id=execution.run.task_id,
+        scheduled_for=execution.slot,
+        should_stop=execution.should_stop,
+        progress=execution.progress,
+        job_run=execution.run,
+        fence=execution.renew,
+    )
 
 
 def record_skipped_run(
@@ -207,15 +239,25 @@ def _start_run(
     task_id: str,
     scheduled_for: datetime | None,
     cube: str,
+    job_run: JobRun | None = None,
 ) -> CleanupRun:
-    if task_id:
-        # A redelivered task resumes its own interrupted run instead of
-        # leaving a half-recorded one behind.
-        resumed = CleanupRun.objects.filter(
-            task_id=task_id, status=CleanupRun.Status.RUNNING
-        ).first()
-        if resumed is not None:
-            return resumed
+    resumed = None
+    if job_run is not None:
+        # A redelivery that took the ledger row over resumes its CleanupRun.
+        resumed = CleanupRun.objects.filter(job_run=job_run).order_by("-pk").first()
+    elif task_id:
+        # Without a ledger row (called directly): the same task id resumes
+        # its own unfinished run instead of leaving a half-recorded one behind.
+        resumed = (
+            CleanupRun.objects.filter(task_id=task_id, status__in=_UNFINISHED)
+            .order_by("-pk")
+            .first()
+        )
+    if resumed is not None:
+        if resumed.status != CleanupRun.Status.RUNNING:
+            resumed.status = CleanupRun.Status.RUNNING
+            resumed.save(update_fields=["status"])
+        return resumed
     return CleanupRun.objects.create(
         trigger=trigger,
         retention_days=retention_days,
@@ -224,7 +266,15 @@ def _start_run(
         task_id=task_id,
         scheduled_for=scheduled_for,
         host=settings.DYNO,
+        job_run=job_run,
     )
+
+
+_UNFINISHED = (
+    CleanupRun.Status.RUNNING,
+    CleanupRun.Status.INTERRUPTED,
+    CleanupRun.Status.ABANDONED,
+)
 
 
 def _list_pages(client, bucket: str, prefix: str) -> Iterator[list[tuple[str, int, datetime]]]:
@@ -339,7 +389,7 @@ def _save_counts(run: CleanupRun, report: CleanupReport, detail: str | None = No
     for name in _COUNT_FIELDS:
         setattr(run, name, getattr(report, name))
     run.error_sample = report.errors
-    fields = [*_COUNT_FIELDS, "error_sample"]
+    fields = [*_COUNT_FIELDS, "error_sample", "status"]
     if detail is not None:
         run.detail = detail
         fields.append("detail")
@@ -359,3 +409,15 @@ def _finish_run(run: CleanupRun, report: CleanupReport, detail: str) -> None:
 def _chunks(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _mark_cleanup_runs_abandoned(sender=None, run_ids: list[int] = (), **kwargs) -> None:
+    """The ledger found executions whose worker died: their CleanupRun rows
+    must not say `running` either (their redelivery sets them running again)."""
+    CleanupRun.objects.filter(job_run_id__in=run_ids, status=CleanupRun.Status.RUNNING).update(
+        status=CleanupRun.Status.ABANDONED,
+        detail="its worker stopped renewing the lease; resumes on redelivery",
+    )
+
+
+runs_abandoned.connect(_mark_cleanup_runs_abandoned, dispatch_uid="koolclips-cleanup-abandoned")

@@ -15,9 +15,9 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from config.celery import CLEANUP_ENTRY, WEEKLY_REPORT_ENTRY
 from scheduling.schedules import ParsedSchedule
 from viral_clips.cube_stats import CubeStats, cube_stats
+from viral_clips.jobs import CLEANUP, WEEKLY_REPORT
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import CleanupActivity, current_activity
 from viral_clips.storage_chart import storage_chart_svg
@@ -88,8 +88,8 @@ def build_dashboard() -> Dashboard:
     board.scheduler = _attempt(errors, "scheduler", scheduler_status)
     if board.scheduler is not None:
         entries = {entry.name: entry for entry in board.scheduler.entries}
-        board.cleanup_entry = entries.get(CLEANUP_ENTRY)
-        board.report_entry = entries.get(WEEKLY_REPORT_ENTRY)
+        board.cleanup_entry = entries.get(CLEANUP.entry)
+        board.report_entry = entries.get(WEEKLY_REPORT.entry)
         if board.report_entry is not None and board.report_entry.next_run_at is not None:
             board.report_next_run_at = _on_the_minute(
                 board.report_entry.next_run_at, settings.WEEKLY_REPORT_SCHEDULE

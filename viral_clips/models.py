@@ -43,6 +43,10 @@ class CleanupRun(models.Model):
         PARTIAL = "partial", "Partial"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
+        # Stopped by Ctrl-C / SIGTERM / SIGHUP (a command run), or found with a
+        # lapsed lease (its worker died) and not resumed yet.
+        INTERRUPTED = "interrupted", "Interrupted"
+        ABANDONED = "abandoned", "Abandoned"
 
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     retention_days = models.PositiveIntegerField()
@@ -68,6 +72,19 @@ class CleanupRun(models.Model):
     host = models.CharField(max_length=128, blank=True, help_text="Dyno that ran it.")
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Linked, not merged: the ledger row (scheduling.JobRun) is what every job
+    # has - slot, lease, attempts, status; this row keeps what only the cleanup
+    # has - its counters, the cube, the error sample - and keeps the dashboard,
+    # storage chart and weekly report reading the table they read. A resumed
+    # execution finds its CleanupRun through this link. Nullable: rows written
+    # before the ledger existed (and by old code during a deploy) have none.
+    job_run = models.ForeignKey(
+        "scheduling.JobRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="cleanup_runs",
+    )
 
     class Meta:
         ordering = ["-started_at"]

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
+from scheduling.guard import Execution
 from viral_clips.cube_stats import CubeStats, cube_stats
 from viral_clips.models import CleanupRun
 
@@ -160,10 +161,13 @@ def render_weekly_report(report: WeeklyReport) -> tuple[str, str]:
     return subject, "\n".join(lines) + "\n"
 
 
-def send_weekly_report(now: datetime | None = None) -> WeeklyReport | None:
+def send_weekly_report(
+    now: datetime | None = None, *, slot: datetime | None = None
+) -> WeeklyReport | None:
     """Build the report and mail it to ADMINS. None (and a warning) when ADMINS is empty.
 
-    A mail failure raises, so Celery and Sentry see it.
+    A mail failure raises, so Celery and Sentry see it. `slot` (the schedule
+    slot it is sent for) goes into an X-Koolclips-Slot header.
     """
     recipients = [address for _, address in settings.ADMINS]
     if not recipients:
@@ -176,6 +180,7 @@ def send_weekly_report(now: datetime | None = None) -> WeeklyReport | None:
         body=body,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=recipients,
+        headers={"X-Koolclips-Slot": slot.isoformat()} if slot else None,
     ).send(fail_silently=False)
     logger.info(
         "Weekly report sent to %d admin(s): %d runs, %d files deleted, %.2f MB freed",
@@ -185,3 +190,28 @@ def send_weekly_report(now: datetime | None = None) -> WeeklyReport | None:
         report.mb_freed,
     )
     return report
+
+
+def send_weekly_report_once(execution: Execution) -> dict:
+    """The scheduled report: exactly one mail per slot.
+
+    The slot is claimed (the guard's ledger row) before anything is sent, and
+    `sent` is recorded in that row right after the mail left: a redelivery that
+    takes the run over (its worker died) sees it and does not send again. Only a
+    worker dying in the instant between sending and recording can cost a second
+    mail; nothing can cost a lost one.
+    """
+    if execution.state.get("sent"):
+        logger.info("Weekly report for this slot was already sent (run #%s)", execution.run.pk)
+        return {"sent": True, "already_sent": True}
+    report = send_weekly_report(slot=execution.slot)
+    if report is None:
+        return {"sent": False}
+    execution.checkpoint(sent=True)
+    return {
+        "sent": True,
+        "runs": len(report.runs),
+        "files_deleted": report.files_deleted,
+        "bytes_freed": report.bytes_freed,
+        "failures": len(report.failures),
+    }

@@ -9,15 +9,16 @@ has finished:
   ``task_postrun`` signal (success, failure or skip). It expires by itself
   after PENDING_TIMEOUT, so a lost message or a killed worker can never block
   the buttons for longer than that.
-* running: the run guard's overlap key (scheduling/guard.py), which every
-  running cleanup holds, whatever its trigger, and which expires by itself if
-  its worker dies (CLEANUP_RUN_GUARD_TTL_SECONDS). A `running` CleanupRun row
-  without it belongs to a worker that died and blocks nothing.
+* running: the cleanup's lease in the database (scheduling.models.JobLease,
+  read through scheduling.ledger.active_run), which every running cleanup
+  holds, whatever its trigger, and which lapses by itself if its worker dies
+  (CLEANUP_LEASE_SECONDS). A `running` row without a live lease belongs to a
+  worker that died and blocks nothing.
 
 Checking and sending are not one transaction with the scheduler: a scheduled
-run can still start in the same second as a press. The task's run guard then
-ends the later one as ``skipped``; this module keeps the common case — a second
-press, a double click, two operators — from queueing anything at all.
+run can still start in the same second as a press. The task's guard then
+refuses the later one (recorded ``skipped``); this module keeps the common
+case — a second press, a double click, two operators — from queueing anything.
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from celery.signals import task_postrun
 from django.conf import settings
 from django.utils import timezone
 
+from scheduling import ledger
 from scheduling.app_redis import app_redis
-from scheduling.guard import RUNNING_KEY
+from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun
 
 logger = logging.getLogger(__name__)
 
-CLEANUP_TASK = "viral_clips.tasks.scheduled_cloudcube_cleanup"
+CLEANUP_TASK = CLEANUP.task
 PENDING_KEY = "koolclips:cleanup:run-now"
 # Long enough for a queued task to reach a busy worker, short enough that a
 # lost message blocks the buttons only briefly (then the task-level guard
@@ -100,24 +102,23 @@ def _pending(client: redis.Redis) -> CleanupActivity | None:
     )
 
 
-def _running(client: redis.Redis) -> CleanupActivity | None:
-    """The cleanup holding the run guard's overlap key, with its run row when it has one."""
-    raw = client.get(RUNNING_KEY)
-    if not raw:
+def _running() -> CleanupActivity | None:
+    """The cleanup holding the lease, with its CleanupRun row when it has one."""
+    job_run = ledger.active_run(CLEANUP.group)
+    if job_run is None:
         return None
-    task_id = raw.decode() if isinstance(raw, bytes) else str(raw)
     run = (
-        CleanupRun.objects.filter(task_id=task_id, status=CleanupRun.Status.RUNNING)
-        .order_by("-started_at")
-        .first()
+        CleanupRun.objects.filter(job_run_id=job_run.pk).order_by("-started_at").first()
+        if job_run.pk
+        else None
     )
     if run is None:  # admitted a moment ago: its row is being written
         return CleanupActivity(
             state="running",
-            since=timezone.now(),
+            since=job_run.started_at or timezone.now(),
             dry_run=False,
             trigger="",
-            task_id=task_id,
+            task_id=job_run.task_id,
         )
     return CleanupActivity(
         state="running",
@@ -125,7 +126,7 @@ def _running(client: redis.Redis) -> CleanupActivity | None:
         dry_run=run.dry_run,
         trigger=run.trigger,
         run_id=run.pk,
-        task_id=task_id,
+        task_id=job_run.task_id,
     )
 
 
@@ -134,8 +135,11 @@ def current_activity() -> CleanupActivity | None:
 
     Raises redis.RedisError when Redis cannot be asked.
     """
+    running = _running()
+    if running is not None:
+        return running
     with app_redis() as client:
-        return _running(client) or _pending(client)
+        return _pending(client)
 
 
 def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
@@ -153,10 +157,10 @@ def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
             "requested_at": timezone.now().isoformat(),
         }
     )
+    running = _running()
+    if running is not None:
+        return RunNowResult(queued=False, busy=running)
     with app_redis() as client:
-        running = _running(client)
-        if running is not None:
-            return RunNowResult(queued=False, busy=running)
         if not client.set(PENDING_KEY, marker, nx=True, ex=PENDING_TIMEOUT):
             busy = _pending(client)
             if busy is None:  # it finished between SET and GET: say so rather than race again

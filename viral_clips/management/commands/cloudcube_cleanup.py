@@ -1,4 +1,9 @@
-"""`python manage.py cloudcube_cleanup [--retention-days N] [--dry-run]`."""
+"""`python manage.py cloudcube_cleanup [--retention-days N] [--dry-run]`.
+
+The same guard as the scheduled task (scheduling/guard.py): refused while
+another cleanup runs; Ctrl-C, SIGTERM or SIGHUP stop it between batches and
+record the run `interrupted`, never leaving it `running`.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,20 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from viral_clips.cleanup import InvalidRetention, run_cleanup
+from scheduling import guard, shutdown
+from scheduling.models import JobRun
+from viral_clips.cleanup import InvalidRetention, run_cleanup, validate_retention_days
+from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun
+
+EXIT_REFUSED = 3
+EXIT_INTERRUPTED = 130
 
 
 class Command(BaseCommand):
     help = (
         "Delete Cloudcube clip files older than the retention period"
-        " (the same service the schedule runs)."
+        " (the same service and guard the schedule runs)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,6 +44,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, retention_days: int | None, dry_run: bool, **options) -> None:
         retention = settings.CLEANUP_RETENTION_DAYS if retention_days is None else retention_days
+        try:
+            retention = validate_retention_days(retention)
+        except InvalidRetention as exc:
+            raise CommandError(str(exc)) from exc
         # A progress bar on a terminal only: logs and pipes get the summary.
         bar = tqdm(
             desc="Scanning cube",
@@ -40,17 +55,36 @@ class Command(BaseCommand):
             disable=not sys.stderr.isatty(),
             file=sys.stderr,
         )
-
-        def progress(scanned: int, deleted: int) -> None:
-            bar.update(scanned - bar.n)
-            bar.set_postfix({"would delete" if dry_run else "deleted": deleted})
-
         try:
-            report = run_cleanup(
-                retention, dry_run=dry_run, trigger=CleanupRun.Trigger.COMMAND, progress=progress
-            )
-        except InvalidRetention as exc:
-            raise CommandError(str(exc)) from exc
+            with shutdown.stop_on_signals(), guard.execution(CLEANUP) as execution:
+
+                def progress(scanned: int, deleted: int) -> None:
+                    execution.progress()
+                    bar.update(scanned - bar.n)
+                    bar.set_postfix({"would delete" if dry_run else "deleted": deleted})
+
+                report = run_cleanup(
+                    retention,
+                    dry_run=dry_run,
+                    trigger=CleanupRun.Trigger.COMMAND,
+                    progress=progress,
+                    should_stop=execution.should_stop,
+                    job_run=execution.run,
+                    fence=execution.renew,
+                )
+                execution.finish(report.status)
+        except guard.Refused as exc:
+            raise CommandError(
+                f"not started: {exc.refusal.reason}. Try again once it has finished"
+                f" (ledger row #{exc.refusal.run.pk}).",
+                returncode=EXIT_REFUSED,
+            ) from exc
+        except (shutdown.StopRequested, KeyboardInterrupt) as exc:
+            raise CommandError(
+                f"interrupted; the run is recorded as {JobRun.Status.INTERRUPTED}"
+                " (files deleted so far stay deleted; run the command again to finish)",
+                returncode=EXIT_INTERRUPTED,
+            ) from exc
         except Exception as exc:
             # The run is already recorded as failed; say why without a traceback.
             raise CommandError(f"cleanup failed: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,141 @@
+"""Every registered job gets everything from its one declaration
+(scheduling/registry.py): a beat entry, a Sentry monitor config, a guarded task.
+
+Parametrized over the registry, so a job added later is checked without a
+new test. (Its status line is checked by the status tests once they read the
+registry.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from config.celery import app
+from scheduling import crons, guard, registry
+from scheduling.beat import SLOT_HEADER
+from scheduling.models import JobRun
+from viral_clips import tasks  # noqa: F401 - registers the tasks, as the worker does
+
+JOBS = registry.jobs()
+
+
+def test_the_registry_holds_the_two_jobs_under_their_historic_names():
+    assert {(j.entry, j.task) for j in JOBS} >= {
+        ("scheduled-cloudcube-cleanup", "viral_clips.tasks.scheduled_cloudcube_cleanup"),
+        ("weekly-report", "viral_clips.tasks.send_weekly_report"),
+    }
+    assert registry.for_task("viral_clips.tasks.send_weekly_report").entry == "weekly-report"
+    assert registry.for_task("celery.backend_cleanup") is None
+    with pytest.raises(KeyError, match="no scheduled job"):
+        registry.get("nope")
+
+
+@pytest.mark.parametrize("job", JOBS, ids=[j.entry for j in JOBS])
+def test_every_job_has_its_beat_entry(job):
+    entry = app.conf.beat_schedule[job.entry]
+    assert entry["task"] == job.task
+    assert entry["schedule"] == registry.schedule(job).celery_schedule
+    assert entry["kwargs"] == job.beat_kwargs()
+
+
+@pytest.mark.parametrize("job", [j for j in JOBS if j.monitor], ids=lambda j: j.entry)
+def test_every_monitored_job_has_a_monitor_config(job):
+    config = crons.monitor_config(job)
+    assert config["schedule"] == crons.sentry_schedule(registry.schedule(job))
+    assert 1 <= config["checkin_margin"] <= job.checkin_margin_minutes
+    assert 1 <= config["max_runtime"] <= job.max_runtime_minutes
+    period = crons.schedule_period_minutes(registry.schedule(job))
+    assert config["checkin_margin"] + config["max_runtime"] <= max(period, 2)
+
+
+@pytest.mark.parametrize("job", [j for j in JOBS if j.ledger], ids=lambda j: j.entry)
+def test_every_job_task_is_guarded(job, db, redis_client, cube, settings):
+    task = app.tasks[job.task]
+    assert getattr(task.run, "koolclips_job", None) == job.entry
+    assert task.acks_late
+    # And the guard really is in the way: a slot delivered twice runs once.
+    settings.ADMINS = []
+    slot = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    headers = {SLOT_HEADER: slot.isoformat()}
+    first = task.apply(kwargs=job.beat_kwargs(), task_id=str(uuid.uuid4()), headers=headers)
+    second = task.apply(kwargs=job.beat_kwargs(), task_id=str(uuid.uuid4()), headers=headers)
+    assert first.successful() and second.get()["status"] == "skipped"
+    assert JobRun.objects.filter(job=job.entry, slot=slot).exclude(status="skipped").count() == 1
+
+
+def test_a_registry_clash_is_refused():
+    cleanup = registry.get("scheduled-cloudcube-cleanup")
+    with pytest.raises(ValueError, match="declared twice"):
+        registry.register(registry.Job(entry=cleanup.entry, task="x.y", schedule_setting="S"))
+    with pytest.raises(ValueError, match="overlap"):
+        registry.Job(entry="e", task="t", schedule_setting="S", overlap="sometimes")
+
+
+# --- the weekly report: one mail per slot -----------------------------------
+SLOT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def send(task_id: str) -> dict:
+    from viral_clips.tasks import send_weekly_report
+
+    return send_weekly_report.apply(task_id=task_id, headers={SLOT_HEADER: SLOT.isoformat()}).get()
+
+
+@pytest.mark.django_db
+def test_one_weekly_report_per_slot_whatever_is_redelivered(
+    cube, redis_client, mailoutbox, settings
+):
+    settings.ADMINS = [("ops", "ops@example.com")]
+    task_id = str(uuid.uuid4())
+    assert send(task_id)["sent"] is True
+    assert send(task_id)["status"] == "skipped"  # redelivery
+    assert send(str(uuid.uuid4()))["status"] == "skipped"  # a second scheduler's send
+    assert len(mailoutbox) == 1
+    assert mailoutbox[0].extra_headers["X-Koolclips-Slot"] == SLOT.isoformat()
+    row = JobRun.objects.get(job="weekly-report", status="succeeded")
+    assert row.state == {"sent": True}
+
+
+@pytest.mark.django_db
+def test_a_report_taken_over_after_sending_does_not_send_again(
+    cube, redis_client, mailoutbox, settings
+):
+    from viral_clips.jobs import WEEKLY_REPORT
+
+    settings.ADMINS = [("ops", "ops@example.com")]
+    first = guard.claim(WEEKLY_REPORT, trigger="schedule", slot=SLOT, task_id="t")
+    from viral_clips.reports import send_weekly_report_once
+
+    send_weekly_report_once(first)  # mailed and recorded; then the worker died
+    JobRun.objects.filter(pk=first.run.pk).update(
+        lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    first.release()
+
+    result = send("t")  # the redelivery takes the run over
+
+    assert result == {"sent": True, "already_sent": True}
+    assert len(mailoutbox) == 1
+    assert JobRun.objects.get(pk=first.run.pk).status == "succeeded"
+
+
+# --- the command goes through the same guard ---------------------------------
+def test_the_command_is_refused_while_a_cleanup_runs(cube, db, capsys):
+    from viral_clips.jobs import CLEANUP
+
+    cube.put("testcube/public/clips/old.mp4", age=timedelta(days=9))
+    holder = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t")
+    with pytest.raises(CommandError, match="not started: refused: another run is active") as exc:
+        call_command("cloudcube_cleanup")
+    assert exc.value.returncode == 3
+    assert cube.keys() == ["testcube/public/clips/old.mp4"]
+    holder.finish("succeeded")
+    holder.release()
+    call_command("cloudcube_cleanup")
+    assert cube.keys() == []
+    row = JobRun.objects.filter(trigger="command").exclude(status="skipped").get()
+    assert row.status == "succeeded" and row.cleanup_runs.get().files_deleted == 1
