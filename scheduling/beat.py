@@ -24,6 +24,7 @@ processes run. On top of it this scheduler
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -32,7 +33,7 @@ import time
 from datetime import UTC, datetime
 
 from celery.beat import ScheduleEntry
-from celery.signals import beat_init
+from celery.signals import beat_embedded_init, beat_init
 from redbeat.schedulers import (
     LUA_EXTEND_TO_SCRIPT,
     RedBeatScheduler,
@@ -41,13 +42,15 @@ from redbeat.schedulers import (
 )
 from redis.exceptions import LockError, RedisError
 
-from scheduling import heartbeat
+from scheduling import heartbeat, slots
 
 logger = logging.getLogger("celery.beat")
 
 SLOT_HEADER = "scheduled_for"
 # Seconds between attempts while Redis does not answer and the lock has time left.
 RETRY_AFTER = 1.0
+# Ticks on which a failing catch-up (database down) is tried before giving up on it.
+CATCH_UP_ATTEMPTS = 5
 
 # The lock is taken in KoolclipsScheduler.tick (see the module docstring).
 beat_init.disconnect(acquire_distributed_beat_lock)
@@ -58,15 +61,10 @@ def holder_key(app) -> str:
 
 
 def scheduled_slot(entry: ScheduleEntry, now: datetime | None = None) -> datetime:
-    """The slot a due entry is being sent for: when it fell due (UTC, whole seconds).
-
-    Every scheduler computes it from the entry's last run as stored in Redis,
-    so a takeover agrees with the holder it replaced.
-    """
-    schedule = entry.schedule
-    now = now or schedule.now()
-    due = now + schedule.remaining_estimate(entry.last_run_at)
-    return due.astimezone(UTC).replace(microsecond=0)
+    """The slot a due entry is being sent for: its exact due time (UTC), from the
+    schedule itself (scheduling/slots.py) and the entry's last run as stored in
+    Redis, so a takeover agrees with the holder it replaced."""
+    return slots.slot_for(entry.schedule, entry.last_run_at, now or datetime.now(UTC))
 
 
 class KoolclipsScheduler(RedBeatScheduler):
@@ -76,6 +74,8 @@ class KoolclipsScheduler(RedBeatScheduler):
         self._installed = False  # the schedule written to Redis by this holder
         self._extended_at: float | None = None  # monotonic, sent before the last good extend
         self._waiting_logged = False
+        self._pending_catch_up: set[str] | None = None  # entries just created, once holding
+        self._catch_up_failures = 0
         heartbeat.stamp()
         super().__init__(app, *args, **kwargs)
 
@@ -98,6 +98,8 @@ class KoolclipsScheduler(RedBeatScheduler):
                     self._extend_lock()
             if not self._installed:
                 self._on_lock_taken()
+            if self._pending_catch_up is not None:
+                self._run_catch_up()
             interval = self._send_due(min)
             self._record_tick()
         except LockError as exc:
@@ -184,8 +186,11 @@ class KoolclipsScheduler(RedBeatScheduler):
     def _on_lock_taken(self) -> None:
         self._installed = True
         try:
-            self.setup_schedule()
             client = get_redis(self.app)
+            names = list(self.app.redbeat_conf.schedule)
+            keys = [self.Entry.generate_key(self.app, name) for name in names]
+            fresh = {n for n, k in zip(names, keys, strict=True) if not client.exists(k)}
+            self.setup_schedule()
             client.delete(holder_key(self.app))
             self._record_tick()
         except BaseException:
@@ -196,6 +201,21 @@ class KoolclipsScheduler(RedBeatScheduler):
             os.environ.get("DYNO") or socket.gethostname(),
             os.getpid(),
         )
+        self._pending_catch_up = fresh
+
+    def _run_catch_up(self) -> None:
+        try:
+            self._catch_up(self._pending_catch_up)
+        except RedisError:
+            raise  # a blip: tick retries, catch-up with it
+        except Exception:
+            self._catch_up_failures += 1
+            if self._catch_up_failures < CATCH_UP_ATTEMPTS:
+                logger.warning("beat: catch-up from the ledger failed; retrying", exc_info=True)
+                return
+            # The database stays down: the entries schedule as RedBeat sees them.
+            logger.exception("beat: catch-up from the ledger failed; scheduling without it")
+        self._pending_catch_up = None
 
     def _give_up(self, why: str) -> None:
         # Without the lock another beat may already schedule: stop at once.
@@ -211,15 +231,69 @@ class KoolclipsScheduler(RedBeatScheduler):
 
     # --- sending --------------------------------------------------------------
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
-        if SLOT_HEADER not in entry.options.get("headers", {}):
-            headers = {
-                **entry.options.get("headers", {}),
-                SLOT_HEADER: scheduled_slot(entry).isoformat(),
-            }
-            entry.options = {**entry.options, "headers": headers}
+        headers = dict(entry.options.get("headers") or {})
+        slot = None
+        if SLOT_HEADER not in headers:
+            slot = scheduled_slot(entry)
+            headers[SLOT_HEADER] = slot.isoformat()
+        sent = copy.copy(entry)
+        sent.options = {**entry.options, "headers": headers}
+        # Sent first, advanced after (Celery advances first): a send that fails
+        # (broker down) leaves the entry due, and the next tick sends the same
+        # slot again instead of losing it. Advanced *to the slot*, so the next
+        # slot is on the schedule's own grid.
         # Keyword arguments: sentry-sdk's Celery integration wraps apply_async
         # and unpacks exactly (scheduler, entry) from the positional ones.
-        return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        result = super().apply_async(sent, producer=producer, advance=False, **kwargs)
+        if advance and slot is not None:
+            entry._next_instance(last_run_at=slot)
+        return result
+
+    # --- catch-up -------------------------------------------------------------
+    def _catch_up(self, fresh: set[str]) -> None:
+        """Align entries RedBeat just created, then send what the ledger says
+        is missing (scheduling/catchup.py)."""
+        from django.db import close_old_connections
+
+        from scheduling import catchup, registry
+        from scheduling.db import db_retry
+        from scheduling.guard import TRIGGER_HEADER
+
+        close_old_connections()
+        now = datetime.now(UTC)
+        for name in fresh:
+            try:
+                job = registry.get(name)
+            except KeyError:
+                continue
+            last = db_retry(lambda job=job: catchup.aligned_last_run(job, now), what="catch-up")
+            self._entry(name).reschedule(last_run_at=last)
+        for item in db_retry(lambda: catchup.plan(now), what="catch-up"):
+            entry = self._entry(item.job.entry)
+            due, _ = entry.is_due()
+            if due and scheduled_slot(entry, now) == item.slot:
+                continue  # the entry sends this very slot itself, this tick
+            logger.info(
+                "beat: catching up %s slot %s (%s)",
+                item.job.entry,
+                item.slot.isoformat(),
+                item.why,
+            )
+            sent = copy.copy(entry)
+            sent.options = {
+                **entry.options,
+                "headers": {
+                    **(entry.options.get("headers") or {}),
+                    SLOT_HEADER: item.slot.isoformat(),
+                    TRIGGER_HEADER: "catch_up",
+                },
+            }
+            self.apply_async(sent, producer=self.producer, advance=False)
+            if entry.last_run_at is None or entry.last_run_at < item.slot:
+                entry.reschedule(last_run_at=item.slot)
+
+    def _entry(self, name: str):
+        return self.Entry.from_key(self.Entry.generate_key(self.app, name), app=self.app)
 
     def close(self) -> None:
         # On Heroku's SIGTERM the beat child hears it twice: from the platform
@@ -264,3 +338,18 @@ class KoolclipsScheduler(RedBeatScheduler):
             get_redis(self.app).delete(holder_key(self.app))
         except RedisError:
             pass
+
+
+@beat_embedded_init.connect(weak=False)
+def _drop_inherited_db_connections(**kwargs) -> None:
+    # The embedded beat is forked from the worker: a database connection the
+    # worker had open is a socket shared with it. Drop it without a word on the
+    # wire (closing it would end the worker's session too), as Celery does for
+    # its pool children; catch-up opens its own.
+    from celery.fixups.django import _maybe_close_fd
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _maybe_close_fd(conn.connection)
+            conn.connection = None

@@ -57,6 +57,7 @@ def latest_due(schedule, last_run_at: datetime | None, now: datetime) -> datetim
         return latest_in_window(schedule, now, None) if isinstance(schedule, crontab) else None
     last = _utc(last_run_at)
     if isinstance(schedule, interval):
+        last = last.replace(microsecond=0)  # a grid of whole seconds
         every = schedule.run_every.total_seconds()
         steps = int((now - last).total_seconds() // every) if every > 0 else 0
         return last + timedelta(seconds=every * steps) if steps >= 1 else None
@@ -71,11 +72,25 @@ def latest_due(schedule, last_run_at: datetime | None, now: datetime) -> datetim
     return latest_in_window(schedule, now, timedelta(days=7))
 
 
+_WIDENING = (
+    timedelta(minutes=2),
+    timedelta(hours=2),
+    timedelta(days=2),
+    timedelta(days=9),
+    timedelta(days=40),
+)
+
+
 def latest_in_window(schedule, now: datetime, window: timedelta | None) -> datetime | None:
-    """The latest cron occurrence in (now - window, now] (a day when None)."""
+    """The latest cron occurrence in (now - window, now] (a day when None).
+    Searched in widening windows, so a frequent cron costs a few steps."""
     now = _utc(now)
     window = window if window is not None else timedelta(days=1)
-    return latest_due(schedule, now - window, now) if window > timedelta(0) else None
+    for width in (*(w for w in _WIDENING if w < window), window):
+        found = latest_due(schedule, now - width, now)
+        if found is not None:
+            return found
+    return None
 
 
 def slot_for(schedule, last_run_at: datetime | None, now: datetime) -> datetime:
