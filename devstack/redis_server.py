@@ -88,13 +88,13 @@ class RedisServer:
 
     def restart(self, downtime: float = 0.0, keep_data: bool = False) -> None:
         """Kill and start again on the same port: it comes back empty, or with
-        its data (a snapshot taken just before, loaded at start) when `keep_data`."""
-        snapshot = Path(self._dir) / "dump.rdb"
+        its data as of the moment it went down (`keep_data`: SAVE, then the
+        server loads its dump on start, as a restarted Heroku Redis does)."""
         if keep_data:
             self.client().save()
+        elif os.path.exists(os.path.join(self._dir, "dump.rdb")):
+            os.remove(os.path.join(self._dir, "dump.rdb"))
         self.stop(kill=True)
-        if not keep_data:
-            snapshot.unlink(missing_ok=True)
         time.sleep(downtime)
         self.start()
 

@@ -1,8 +1,8 @@
 """The registry of scheduled jobs: each periodic job is declared once, here.
 
-A job is a `Job` registered from an app's ``jobs.py`` module (found the way
-Django's admin finds ``admin.py``: every installed app is looked at on first
-use), e.g. ``viral_clips/jobs.py``::
+A job is a `Job` registered from an app's ``jobs.py`` module (every installed
+app is looked at on first use, as Django's admin finds ``admin.py``), e.g.
+``viral_clips/jobs.py``::
 
     register(Job(
         entry="weekly-report",                       # beat entry name = Sentry monitor slug
@@ -26,6 +26,8 @@ Public API (stable: add, don't rename): `Job`, `register`, `jobs`, `get`,
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,12 +136,19 @@ def register(job: Job) -> Job:
 
 
 def _discover() -> None:
+    """Import every installed app's ``jobs`` module. From settings, not Django's
+    app registry: Celery configures itself (and builds beat entries) before
+    the registry is ready."""
     global _discovered
     if _discovered:
         return
-    from django.utils.module_loading import autodiscover_modules
-
-    autodiscover_modules("jobs")
+    for app in settings.INSTALLED_APPS:
+        try:
+            found = importlib.util.find_spec(f"{app}.jobs") is not None
+        except ModuleNotFoundError:  # an AppConfig path, not a package
+            found = False
+        if found:
+            importlib.import_module(f"{app}.jobs")
     _discovered = True
 
 

@@ -139,3 +139,19 @@ def test_the_command_is_refused_while_a_cleanup_runs(cube, db, capsys):
     assert cube.keys() == []
     row = JobRun.objects.filter(trigger="command").exclude(status="skipped").get()
     assert row.status == "succeeded" and row.cleanup_runs.get().files_deleted == 1
+
+
+def test_a_fresh_process_builds_every_beat_entry_before_django_is_set_up():
+    """As `celery -A config worker --beat` does: the Celery app configures
+    itself before Django's app registry is ready."""
+    import subprocess
+    import sys
+
+    from tests.support.processes import ROOT
+
+    code = "from config.celery import app; print(sorted(app.conf.beat_schedule))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(sorted(j.entry for j in JOBS))

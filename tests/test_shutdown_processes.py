@@ -40,7 +40,9 @@ def test_sigterm_mid_cleanup_requeues_and_the_next_worker_finishes_the_run(
     first.stop()
 
     run.refresh_from_db()
-    assert run.status == "running", first.output()[-3000:]
+    # Not `running`: no process runs it until the redelivery resumes it.
+    assert run.status == "interrupted", first.output()[-3000:]
+    assert run.job_run.status == "interrupted"
     assert "interrupted" in run.detail
     assert 1000 <= run.files_deleted < expired
     assert len(cube.keys()) > 1
