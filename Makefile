@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench-cleanup bench-scheduler clean
+.PHONY: run test lint bench-cleanup bench-scheduler soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -23,6 +23,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# N worker dynos under random crashes, stops, freezes and Redis restarts for M
+# minutes, then the ledger checked (bench/soak.py): make soak SOAK_WORKERS=3 SOAK_MINUTES=5
+SOAK_WORKERS ?= 3
+SOAK_MINUTES ?= 5
+soak: $(STAMP)
+	SOAK_WORKERS=$(SOAK_WORKERS) SOAK_MINUTES=$(SOAK_MINUTES) $(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) staticfiles db.sqlite3 .pytest_cache

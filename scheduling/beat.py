@@ -24,7 +24,6 @@ processes run. On top of it this scheduler
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import signal
@@ -65,6 +64,15 @@ def scheduled_slot(entry: ScheduleEntry, now: datetime | None = None) -> datetim
     schedule itself (scheduling/slots.py) and the entry's last run as stored in
     Redis, so a takeover agrees with the holder it replaced."""
     return slots.slot_for(entry.schedule, entry.last_run_at, now or datetime.now(UTC))
+
+
+def _with_headers(entry: ScheduleEntry, headers: dict) -> ScheduleEntry:
+    """A copy of `entry` sending `headers` (the entry itself is left alone;
+    copy.copy cannot rebuild a RedBeat entry from ScheduleEntry's __reduce__)."""
+    sent = object.__new__(type(entry))
+    sent.__dict__.update(entry.__dict__)
+    sent.options = {**entry.options, "headers": headers}
+    return sent
 
 
 class KoolclipsScheduler(RedBeatScheduler):
@@ -236,8 +244,7 @@ class KoolclipsScheduler(RedBeatScheduler):
         if SLOT_HEADER not in headers:
             slot = scheduled_slot(entry)
             headers[SLOT_HEADER] = slot.isoformat()
-        sent = copy.copy(entry)
-        sent.options = {**entry.options, "headers": headers}
+        sent = _with_headers(entry, headers)
         # Sent first, advanced after (Celery advances first): a send that fails
         # (broker down) leaves the entry due, and the next tick sends the same
         # slot again instead of losing it. Advanced *to the slot*, so the next
@@ -279,15 +286,14 @@ class KoolclipsScheduler(RedBeatScheduler):
                 item.slot.isoformat(),
                 item.why,
             )
-            sent = copy.copy(entry)
-            sent.options = {
-                **entry.options,
-                "headers": {
+            sent = _with_headers(
+                entry,
+                {
                     **(entry.options.get("headers") or {}),
                     SLOT_HEADER: item.slot.isoformat(),
                     TRIGGER_HEADER: "catch_up",
                 },
-            }
+            )
             self.apply_async(sent, producer=self.producer, advance=False)
             if entry.last_run_at is None or entry.last_run_at < item.slot:
                 entry.reschedule(last_run_at=item.slot)
