@@ -211,9 +211,8 @@ def report(started_at, ended_at, faults: Counter, mail_dir: Path, workdir: Path)
         bound = LOCK + LOOP + every + SLACK
         expected = (ended_at - started_at).total_seconds() / every
         print(f"\n{job} (every {every} s):")
-        print(
-            f"  slots handled {len(handled)} (about {expected:.0f} fell due), rows {dict(by_status)}"
-        )
+        print(f"  slots handled {len(handled)} (about {expected:.0f} fell due)")
+        print(f"  rows by status {dict(by_status)}")
         print(f"  executed {len(executed)}, executed twice {len(doubled)}")
         print(f"  longest gap between handled slots {worst:.1f} s (bound {bound} s)")
         if job == "scheduled-cloudcube-cleanup":
