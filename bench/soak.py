@@ -109,7 +109,7 @@ def main() -> int:
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         DJANGO_ADMIN_EMAILS="ops@example.com",
         DJANGO_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
-        EMAIL_FILE_PATH=str(mail_dir),
+        DJANGO_EMAIL_FILE_PATH=str(mail_dir),
         DATABASE_URL=database_url,
         REDIS_URL=redis.url,
         CLOUDCUBE_URL=s3.cloudcube_url(BUCKET, CUBE),

@@ -320,8 +320,6 @@ EMAIL_BACKEND = env.str(
 EMAIL_FILE_PATH = env.str("DJANGO_EMAIL_FILE_PATH", default="") or None
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="koolclips <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-# For DJANGO_EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend (bench/soak.py).
-EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="") or None
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=587)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")

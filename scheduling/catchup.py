@@ -14,9 +14,12 @@ it asks the ledger, per registered job:
 * a slot that has a row is never sent: an entry re-created after a flush
   fires no extra run.
 
-For an interval the slots are the grid of the job's latest recorded slot
-(`last + k * every`); a job that never ran has no grid, and RedBeat's own
-entry starts one. `plan` is pure bookkeeping; scheduling/beat.py sends.
+Only a job the ledger has history for is caught up: a job with no row at all
+is new (just added, or the ledger was just deployed next to entries that the
+previous code ran), so nothing of it was missed, and RedBeat's own entry starts
+it on its schedule. For an interval the slots are the grid of the job's latest
+recorded slot (`last + k * every`). `plan` is pure bookkeeping;
+scheduling/beat.py sends.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ def plan(now: datetime) -> list[CatchUp]:
     for job in registry.jobs():
         if not job.ledger or job.catch_up <= timedelta(0):
             continue
+        if latest_recorded_slot(job) is None:
+            continue  # a new job: nothing of it was missed
         since = now - job.catch_up
         seen: set[datetime] = set()
         for row in ledger.resumable_rows(job.entry, since):
