@@ -51,7 +51,7 @@ from typing import Any
 
 from celery.exceptions import Reject
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -511,12 +511,19 @@ def scheduled_job(
                 return body(task, *args, **kwargs)
             request = task.request
             slot = slot_from_request(request)
-            outcome = claim(
-                job,
-                trigger=_trigger(request, slot, kwargs),
-                slot=slot,
-                task_id=request.id or "",
-            )
+            try:
+                outcome = claim(
+                    job,
+                    trigger=_trigger(request, slot, kwargs),
+                    slot=slot,
+                    task_id=request.id or "",
+                )
+            except (OperationalError, InterfaceError) as exc:
+                # The database (the ledger) is down even after db_retry: acking
+                # this message would lose the slot. Send it again later.
+                logger.warning("%s: cannot claim (%s); tried again later", job.entry, exc)
+                _send_again(task, request, args, kwargs)
+                return {"status": Status.DEFERRED, "reason": f"database unavailable: {exc}"}
             if isinstance(outcome, Refusal):
                 if outcome.status == Status.DEFERRED:
                     _send_again(task, request, args, kwargs)

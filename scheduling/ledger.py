@@ -3,8 +3,8 @@ beat_status, the dashboard and /health/. Writes belong to scheduling/guard.py,
 except `mark_abandoned`, the one transition anyone may make.
 
 Public API (stable: add, don't rename): `slot_recorded`, `slot_executed`,
-`last_run`, `active_run`, `latest_slot_rows`, `resumable_rows`, `mark_abandoned`, `lapsed`,
-`runs_abandoned` (signal).
+`last_run`, `active_run`, `latest_slot_rows`, `resumable_rows`, `last_outcome`,
+`mark_abandoned`, `lapsed`, `runs_abandoned` (signal).
 """
 
 from __future__ import annotations
@@ -106,4 +106,15 @@ def resumable_rows(job: str, since: datetime) -> list[JobRun]:
         JobRun.objects.filter(job=job, slot__gte=since, status__in=JobRun.RESUMABLE).order_by(
             "slot"
         )
+    )
+
+
+def last_outcome(job: str) -> str | None:
+    """The status of the job's latest scheduled run that has ended (for status lines)."""
+    ended = (*JobRun.FINAL, Status.INTERRUPTED, Status.ABANDONED)
+    return (
+        JobRun.objects.filter(job=job, slot__isnull=False, status__in=ended)
+        .order_by("-slot", "-pk")
+        .values_list("status", flat=True)
+        .first()
     )

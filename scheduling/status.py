@@ -130,14 +130,16 @@ def _job_status(job: registry.Job, now: datetime, with_ledger: bool) -> EntrySta
 
         try:
             run = ledger.last_run(job.entry)
+            outcome = ledger.last_outcome(job.entry)
         except DatabaseError as exc:
             # The scheduler's state still stands; the ledger's part is unknown.
             status.ledger_error = type(exc).__name__
-            run = None
+            run = outcome = None
         if run is not None:
             status.last_run_at = run.slot or run.started_at or run.created_at
             status.last_trigger = run.trigger
-            status.last_status = run.status
+        # The latest scheduled run that has ended (a running one has no outcome yet).
+        status.last_status = outcome
     return status
 
 

@@ -308,3 +308,44 @@ def test_beat_status_names_the_holder_and_the_entries(worker_env, redis_client, 
     with pytest.raises(CommandError, match="no scheduler holds the beat lock"):
         call_command("beat_status", stdout=out)
     assert "no beat is scheduling right now" in out.getvalue()
+
+
+def test_the_ledger_answers_catch_up_and_status_questions(db):
+    day = timedelta(days=1)
+    done = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="a")
+    done.finish("partial")
+    done.release()
+    stopped = guard.claim(CLEANUP, trigger="schedule", slot=SLOT + day, task_id="b")
+    stopped.interrupt()
+    stopped.release()
+    guard.claim(CLEANUP, trigger="schedule", slot=SLOT + day, task_id="c")  # redelivery: takes it
+    JobRun.objects.create(job=CLEANUP.entry, slot=SLOT + 2 * day, trigger="schedule",
+                          status="skipped", detail="overlap")  # fmt: skip
+
+    assert ledger.slot_recorded(CLEANUP.entry, SLOT)
+    assert ledger.slot_recorded(CLEANUP.entry, SLOT + 2 * day)  # skipped still counts as handled
+    assert not ledger.slot_executed(CLEANUP.entry, SLOT + 2 * day)
+    assert not ledger.slot_recorded(CLEANUP.entry, SLOT + 3 * day)
+    assert ledger.last_outcome(CLEANUP.entry) == "partial"  # the running one has not ended
+    assert ledger.last_run(CLEANUP.entry).slot == SLOT + day
+    assert [r.slot for r in ledger.latest_slot_rows(CLEANUP.entry, 2)] == [
+        SLOT + 2 * day,
+        SLOT + day,
+    ]
+    assert ledger.active_run(CLEANUP.group).slot == SLOT + day
+    assert ledger.resumable_rows(CLEANUP.entry, since=SLOT) == []
+    JobRun.objects.filter(slot=SLOT + day).update(status="interrupted")
+    assert [r.slot for r in ledger.resumable_rows(CLEANUP.entry, since=SLOT)] == [SLOT + day]
+
+
+def test_a_delivery_that_cannot_reach_the_ledger_is_sent_again_not_lost(
+    db, redis_client, monkeypatch
+):
+    def down(*args, **kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(guard, "claim", down)
+    result = run_task("t-9")
+    assert result["status"] == "deferred" and "database unavailable" in result["reason"]
+    [raw] = [json.loads(m) for m in redis_client.lrange("celery", 0, -1)]
+    assert raw["headers"]["id"] == "t-9" and raw["headers"][SLOT_HEADER] == SLOT.isoformat()

@@ -20,6 +20,7 @@ from redbeat.decoder import RedBeatJSONEncoder
 
 from devstack.procinfo import parent_of, wait_for
 from devstack.redis_server import RedisServer
+from scheduling.models import JobRun
 from tests.support.processes import ProcfileProcess
 from viral_clips.models import CleanupRun
 
@@ -84,12 +85,16 @@ def holding_worker(workers: list[ProcfileProcess], redis: RedisServer) -> Procfi
     return holder
 
 
-def runs_after(moment: datetime) -> list[CleanupRun]:
-    """Slots handled since `moment`, skipped ones included: a holder killed in
-    the middle of a cleanup leaves its overlap guard behind for a while
-    (CLEANUP_RUN_GUARD_TTL_SECONDS), and the new scheduler's runs are then
-    recorded as skipped - scheduled all the same."""
-    return list(CleanupRun.objects.filter(started_at__gt=moment).order_by("pk"))
+def runs_after(moment: datetime) -> list[JobRun]:
+    """Slots handled since `moment`, as the ledger records them (deferred and
+    skipped ones included): a holder killed in the middle of a cleanup holds
+    its lease for a while (CLEANUP_LEASE_SECONDS), and the new scheduler's
+    slots are then recorded `deferred` - scheduled all the same."""
+    return list(
+        JobRun.objects.filter(job="scheduled-cloudcube-cleanup", created_at__gt=moment).order_by(
+            "pk"
+        )
+    )
 
 
 def test_three_workers_schedule_each_slot_exactly_once(start_worker, own_redis):
@@ -136,7 +141,7 @@ def test_a_standby_takes_over_when_the_holder_dies(start_worker, own_redis, how,
     took = time.monotonic() - started
     assert resumed, standby.output()[-3000:]
     assert took <= bound, f"scheduling came back after {took:.1f} s (bound {bound} s)"
-    assert resumed[0].host == ("worker.2" if holder is workers[0] else "worker.1")
+    assert resumed[0].dyno == ("worker.2" if holder is workers[0] else "worker.1")
     assert parent_of(holder_pid(own_redis)) == standby.pid
     time.sleep(EVERY * 2)
     assert_no_slot_ran_twice()

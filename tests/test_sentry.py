@@ -370,3 +370,67 @@ def test_run_interrupted_for_a_shutdown_leaves_its_check_in_open(sentry, collect
     sentry_sdk.flush(timeout=10)
 
     assert collector.check_ins() == []
+
+
+def test_the_weekly_report_has_its_own_monitor(sentry, collector, db, redis_client, cube, settings):
+    """Every registered job: in_progress from beat at publish, ok from the task,
+    its margin and max runtime from the registry."""
+    import scheduling.crons as crons
+    from scheduling.beat import SLOT_HEADER
+    from viral_clips.jobs import WEEKLY_REPORT
+    from viral_clips.tasks import send_weekly_report
+
+    settings.ADMINS = [("ops", "ops@example.com")]
+    sentry()
+    task_id = str(uuid.uuid4())
+    headers = {"id": task_id}
+    crons._in_beat_process = True  # as in the beat process
+    try:
+        crons.start_scheduled_check_in(sender=WEEKLY_REPORT.task, headers=headers)
+    finally:
+        crons._in_beat_process = False
+    headers[SLOT_HEADER] = "2026-11-23T09:00:00+00:00"
+    del headers["id"]
+    assert send_weekly_report.apply(task_id=task_id, headers=headers).get()["sent"]
+    sentry_sdk.flush(timeout=10)
+
+    [(opened, _), (closed, _)] = collector.check_ins()
+    assert (opened["monitor_slug"], opened["status"]) == ("weekly-report", "in_progress")
+    assert (closed["monitor_slug"], closed["status"]) == ("weekly-report", "ok")
+    assert opened["check_in_id"] == closed["check_in_id"] == uuid.UUID(task_id).hex
+    config = opened["monitor_config"]
+    assert config["schedule"] == {"type": "crontab", "value": "0 9 * * 1"}
+    assert (config["checkin_margin"], config["max_runtime"]) == (15, 15)
+    assert collector.events() == []
+
+
+def test_a_deferred_slot_leaves_its_check_in_open_until_it_runs(
+    sentry, collector, db, redis_client, cube
+):
+    from scheduling import guard
+    from scheduling.beat import SLOT_HEADER
+    from viral_clips.jobs import CLEANUP
+    from viral_clips.tasks import scheduled_cloudcube_cleanup
+
+    sentry()
+    holder = guard.claim(CLEANUP, trigger="manual", task_id="a-dry-run")
+    task_id = str(uuid.uuid4())
+    headers = {
+        CHECK_IN_HEADER: uuid.UUID(task_id).hex,
+        STARTED_HEADER: time.time(),
+        SLOT_HEADER: "2026-11-23T02:00:00+00:00",
+    }
+    assert scheduled_cloudcube_cleanup.apply(task_id=task_id, headers=headers).get()["status"] == (
+        "deferred"
+    )
+    sentry_sdk.flush(timeout=5)
+    assert collector.check_ins() == []
+
+    holder.finish("succeeded")
+    holder.release()
+    assert scheduled_cloudcube_cleanup.apply(task_id=task_id, headers=headers).get()["status"] == (
+        "succeeded"
+    )
+    sentry_sdk.flush(timeout=10)
+    [(closed, _)] = collector.check_ins()
+    assert (closed["status"], closed["check_in_id"]) == ("ok", uuid.UUID(task_id).hex)
