@@ -87,7 +87,8 @@ def build_dashboard() -> Dashboard:
     )
     board.scheduler = _attempt(errors, "scheduler", scheduler_status)
     if board.scheduler is not None:
-        entries = {entry.name: entry for entry in board.scheduler.entries}
+        # What a beat stored; the per-job table shows every registered job.
+        entries = {e.name: e for e in board.scheduler.entries if e.in_scheduler}
         board.cleanup_entry = entries.get(CLEANUP.entry)
         board.report_entry = entries.get(WEEKLY_REPORT.entry)
         if board.report_entry is not None and board.report_entry.next_run_at is not None:
