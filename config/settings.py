@@ -298,6 +298,12 @@ CLEANUP_LEASE_SECONDS = env.int(
 # A scheduled slot deferred behind another run of its overlap group retries
 # after this long (well below the visibility timeout) until it can run.
 SCHEDULING_DEFER_RETRY_SECONDS = env.int("SCHEDULING_DEFER_RETRY_SECONDS", default=30)
+if not 0 < SCHEDULING_DEFER_RETRY_SECONDS < CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+    # A countdown message outliving the visibility timeout is handed out again
+    # while it waits: every deferral would multiply.
+    raise ImproperlyConfigured(
+        "SCHEDULING_DEFER_RETRY_SECONDS must be positive and below CELERY_VISIBILITY_TIMEOUT"
+    )
 
 # --- Operator's view (dashboard and /health/) --------------------------------
 # /health/ answers 503 when no scheduler has ticked for this long: a few loop

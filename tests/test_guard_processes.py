@@ -114,6 +114,7 @@ def test_a_run_longer_than_the_visibility_timeout_executes_once(start_worker, ow
     worker = start_worker(
         CELERY_VISIBILITY_TIMEOUT="3",
         CELERY_UNACKED_RESTORE_INTERVAL="1",
+        SCHEDULING_DEFER_RETRY_SECONDS="1",
         CELERY_WORKER_CONCURRENCY="2",
     )
     slot = slot_now()

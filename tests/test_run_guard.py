@@ -349,3 +349,36 @@ def test_a_delivery_that_cannot_reach_the_ledger_is_sent_again_not_lost(
     assert result["status"] == "deferred" and "database unavailable" in result["reason"]
     [raw] = [json.loads(m) for m in redis_client.lrange("celery", 0, -1)]
     assert raw["headers"]["id"] == "t-9" and raw["headers"][SLOT_HEADER] == SLOT.isoformat()
+
+
+def test_a_catch_up_send_is_recorded_as_such(cube, redis_client):
+    headers = {SLOT_HEADER: SLOT.isoformat(), guard.TRIGGER_HEADER: "catch_up"}
+    result = scheduled_cloudcube_cleanup.apply(task_id=str(uuid.uuid4()), headers=headers).get()
+    assert result["status"] == "succeeded"
+    assert JobRun.objects.get().trigger == "catch_up"
+    assert CleanupRun.objects.get().trigger == "schedule"
+
+
+def test_a_dead_workers_cleanup_is_marked_abandoned_and_resumed_by_its_redelivery(
+    cube, redis_client
+):
+    from viral_clips.cleanup import CleanupInterrupted, run_cleanup
+
+    for i in range(2500):
+        cube.put(f"testcube/public/clips/{i:04d}.mp4", age=OLD)
+    first = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    with pytest.raises(CleanupInterrupted):  # one batch deleted, then the worker "dies"
+        run_cleanup(
+            5, task_id="t-1", scheduled_for=SLOT, job_run=first.run, should_stop=lambda: True
+        )
+    CleanupRun.objects.update(status="running")  # SIGKILL: nothing recorded the stop
+    lapse(first)
+
+    assert ledger.mark_abandoned() == 1  # whoever looks first (status, the next claim)
+    assert CleanupRun.objects.get().status == "abandoned"  # not `running` either
+
+    assert run_task("t-1")["status"] == "succeeded"  # the broker's redelivery
+    [run] = CleanupRun.objects.all()  # the same CleanupRun, resumed
+    assert (run.status, run.files_deleted) == ("succeeded", 2500)
+    assert JobRun.objects.get().attempt == 2
+    assert cube.keys() == []

@@ -207,31 +207,6 @@ def run_guarded_cleanup(
     )
 
 
-def record_skipped_run(
-    retention_days: int,
-    dry_run: bool,
-    trigger: str,
-    reason: str,
-    *,
-    task_id: str = "",
-    scheduled_for: datetime | None = None,
-) -> CleanupRun:
-    """A run that did not happen (a duplicate slot, or overlapping another run)."""
-    now = timezone.now()
-    return CleanupRun.objects.create(
-        trigger=trigger,
-        retention_days=retention_days,
-        dry_run=dry_run,
-        status=CleanupRun.Status.SKIPPED,
-        cube=settings.CLOUDCUBE.cube,
-        task_id=task_id,
-        scheduled_for=scheduled_for,
-        host=settings.DYNO,
-        detail=reason[:2000],
-        finished_at=now,
-    )
-
-
 def _start_run(
     retention_days: int,
     dry_run: bool,
