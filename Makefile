@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 DEVSTACK_DIR ?= .devstack
 
-.PHONY: run manage test lint bench-cleanup bench-scheduler clean
+.PHONY: run manage test lint bench-cleanup bench-scheduler soak clean
 
 # The stamp's name is the requirements' checksum: a change renames it, so no
 # timestamp prerequisites (a fresh checkout's mtimes would reinstall for nothing).
@@ -39,6 +39,13 @@ bench-cleanup: $(STAMP)
 # No options: it measures the production timings (about two minutes).
 bench-scheduler: $(STAMP)
 	$(PY) bench/scheduler_bench.py $(BENCH_ARGS)
+
+# N worker dynos under random crashes, stops, freezes and Redis restarts for M
+# minutes, then the ledger checked (bench/soak.py): make soak SOAK_WORKERS=3 SOAK_MINUTES=5
+SOAK_WORKERS ?= 3
+SOAK_MINUTES ?= 5
+soak: $(STAMP)
+	SOAK_WORKERS=$(SOAK_WORKERS) SOAK_MINUTES=$(SOAK_MINUTES) $(PY) bench/soak.py
 
 # Refuses while a `make run` holds .devstack/lock (it would delete a live stack's state).
 clean:

@@ -19,6 +19,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import environ
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config.cloudcube import CloudcubeConfig, CloudcubeURLError, parse_cloudcube_url
 from config.env import Env
@@ -198,6 +200,24 @@ REDIS_URL = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "
 REDIS_SSL_OPTIONS = (
     {"ssl_cert_reqs": ssl.CERT_NONE} if urlsplit(REDIS_URL).scheme == "rediss" else None
 )
+# Beat's loop and lock (the reasoning is with the beat settings below); read
+# here because the Redis timeouts' defaults derive from the lock.
+# 0 is not allowed: Celery reads it as "unset" and loops every 300 s.
+CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("BEAT_MAX_LOOP_INTERVAL", 5, min=1, max=300, unit="seconds")
+CELERY_REDBEAT_LOCK_TIMEOUT = env.int("REDBEAT_LOCK_TIMEOUT", 25, min=2, unit="seconds")
+# Every Redis client bounds every call: a black-holed connection (a dropped
+# network path, a frozen server) raises after this long instead of blocking a
+# beat, a worker or a web request for as long as TCP takes to give up (minutes).
+# 5 s by default; a fifth of the beat lock when that is shorter (tests run a
+# 5 s lock), so that a timed-out renewal still leaves the lock time to spare.
+REDIS_SOCKET_TIMEOUT = env.float(
+    "REDIS_SOCKET_TIMEOUT", min(5.0, max(0.5, CELERY_REDBEAT_LOCK_TIMEOUT / 5)), min=0.1, max=60.0
+)
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", REDIS_SOCKET_TIMEOUT, min=0.1, max=60.0)
+# Idle pooled connections are pinged before reuse after this long.
+REDIS_HEALTH_CHECK_INTERVAL = env.int(
+    "REDIS_HEALTH_CHECK_INTERVAL", 10, min=1, max=3600, unit="seconds"
+)
 
 # Redis connections Heroku Redis's plan allows (mini: 20); `manage.py preflight`
 # compares what is in use against it. 0: unknown, not compared.
@@ -243,6 +263,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600, min=1, unit="seconds"),
+    # A publish (beat sending a slot) or an ack on a dead connection raises
+    # instead of hanging; the consumer's BRPOP is checked by kombu itself
+    # (brpop_timeout + health_check_interval).
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_keepalive": True,
+    "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
 }
 # Tests shorten the redelivery sweep to see a redelivery within seconds
 # (kombu's defaults: every 10 s, throttled to 10 s).
@@ -267,8 +294,19 @@ CELERY_REDBEAT_KEY_PREFIX = env.str(
     pattern=r"[A-Za-z0-9:_.-]+",
     accepted="letters, digits and : _ . - (no spaces), such as koolclips:redbeat:",
 )
-# Its own (empty) client options rather than the broker's transport options.
-CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
+# RedBeat's own client options (redbeat passes every key but its own -
+# retry_period, sentinels, ... - to redis.Redis.from_url). redis-py 8 retries a
+# timed-out command by default (measured: socket_timeout=1 through a black-holed
+# proxy, ping() raised after 15.6 s): one immediate retry only (a pooled
+# connection left stale by a Redis restart), so a call is bounded by about
+# 2 x REDIS_SOCKET_TIMEOUT and beat's lock arithmetic (scheduling/beat.py) holds.
+CELERY_REDBEAT_REDIS_OPTIONS: dict = {
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_keepalive": True,
+    "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+    "retry": Retry(NoBackoff(), 1),
+}
 # Why 5 s and 25 s:
 # - Beat wakes at least every loop interval and extends its lock to the full
 #   lock timeout each time, so a healthy holder has 25 s of slack: it would
@@ -281,9 +319,6 @@ CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
 # - A 5 s loop costs one small Redis round trip a tick: nothing.
 # Celery's defaults (300 s loop, RedBeat's 5 x loop = 25 min lock) would leave
 # the app without a scheduler for up to 25 minutes after a crash.
-# 0 is not allowed: Celery reads it as "unset" and loops every 300 s.
-CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("BEAT_MAX_LOOP_INTERVAL", 5, min=1, max=300, unit="seconds")
-CELERY_REDBEAT_LOCK_TIMEOUT = env.int("REDBEAT_LOCK_TIMEOUT", 25, min=2, unit="seconds")
 env.check(
     CELERY_REDBEAT_LOCK_TIMEOUT >= 2 * CELERY_BEAT_MAX_LOOP_INTERVAL,
     "REDBEAT_LOCK_TIMEOUT",
@@ -291,6 +326,14 @@ env.check(
     f" BEAT_MAX_LOOP_INTERVAL={CELERY_BEAT_MAX_LOOP_INTERVAL} (so at least"
     f" {2 * CELERY_BEAT_MAX_LOOP_INTERVAL}), or a healthy scheduler can lose its lock"
     " between two ticks",
+)
+# One timed-out lock renewal (and its one retry) must leave the lock time to spare.
+env.check(
+    CELERY_REDBEAT_LOCK_TIMEOUT > 2 * REDIS_SOCKET_TIMEOUT + CELERY_BEAT_MAX_LOOP_INTERVAL,
+    "REDBEAT_LOCK_TIMEOUT",
+    f"REDBEAT_LOCK_TIMEOUT={CELERY_REDBEAT_LOCK_TIMEOUT} must exceed 2 x REDIS_SOCKET_TIMEOUT"
+    f" ({REDIS_SOCKET_TIMEOUT:g}) + BEAT_MAX_LOOP_INTERVAL ({CELERY_BEAT_MAX_LOOP_INTERVAL}),"
+    " or one timed-out lock renewal can let the lock lapse",
 )
 # A running cleanup renews its lease (scheduling.models.JobLease) after every
 # listed page (well under a second on S3); a worker killed mid-run frees the

@@ -44,6 +44,14 @@ class ParsedSchedule:
         if self.kind == "interval":
             return f"every {_describe_seconds(self.interval_seconds or 0)}"
         minute, hour, dom, month, dow = self.raw.split()
+        if hour == dom == month == dow == "*":
+            if minute == "*":
+                return "every minute"
+            step = minute.removeprefix("*/")
+            if minute.startswith("*/") and step.isdigit() and 60 % int(step) == 0:
+                return f"every {_describe_seconds(int(step) * 60)}"
+            if minute.isdigit():
+                return f"every hour at minute {int(minute)}"
         if minute.isdigit() and hour.isdigit() and dom == month == "*":
             at = f"{int(hour):02d}:{int(minute):02d} UTC"
             if dow == "*":
@@ -107,3 +115,25 @@ def parse_schedule(value: str, variable: str = "CLEANUP_SCHEDULE") -> ParsedSche
             f" expected {ACCEPTED_FORMS}"
         ) from exc
     return ParsedSchedule(raw=text, kind="crontab", celery_schedule=cron)
+
+
+def from_celery_schedule(value: crontab | schedule, variable: str = "schedule") -> ParsedSchedule:
+    """The ParsedSchedule of a Celery schedule object, e.g. one a scheduler
+    stored in Redis (so a status can describe what the scheduler holds, not
+    what this process's settings say). Raises ScheduleError for other types."""
+    if isinstance(value, crontab):
+        fields = (
+            value._orig_minute,
+            value._orig_hour,
+            value._orig_day_of_month,
+            value._orig_month_of_year,
+            value._orig_day_of_week,
+        )
+        return parse_schedule(" ".join(str(f) for f in fields), variable=variable)
+    if isinstance(value, schedule):
+        seconds = int(value.run_every.total_seconds())
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds >= size and seconds % size == 0:
+                return parse_schedule(f"{seconds // size}{unit}", variable=variable)
+        return parse_schedule(f"{seconds}s", variable=variable)
+    raise ScheduleError(f"{variable}: no description for {type(value).__name__}")

@@ -1,9 +1,16 @@
-"""What the beat scheduler is doing, read from Redis: for beat_status, the
-dashboard and /health/.
+"""What the scheduler is doing: for beat_status, the dashboard and /health/.
 
-Who holds the lock and for how long, when it last ticked, and every schedule
-entry with its last and next run (from RedBeat's own keys) and the outcome of
-its last cleanup run (from CleanupRun).
+One line per registered job (scheduling/registry.py), from two sources:
+
+* Redis, for what the scheduler *holds*: who has the lock, when it last
+  ticked, and each job's entry as a beat stored it - its schedule described in
+  words from the stored schedule itself (so `beat_status` run with another
+  environment still shows the worker's schedule) and its next slot;
+* the run ledger (scheduling.models.JobRun), for what *ran*: the last
+  execution and its outcome ("never" for a job that never ran; RedBeat's
+  `last_run_at` only says when an entry was created or last sent).
+
+Next run is the exact slot (scheduling/slots.py), not an estimate.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from config.celery import app
-from scheduling import ledger, registry
+from scheduling import registry, slots
+from scheduling.schedules import ScheduleError, from_celery_schedule
 
 
 @dataclass
@@ -25,13 +33,17 @@ class LockHolder:
 
 @dataclass
 class EntryStatus:
-    name: str
+    name: str  # the job's beat entry
     task: str
     schedule: str  # as given, e.g. "0 2 * * *" or "30s"
     schedule_words: str
-    last_run_at: datetime | None  # when beat last sent it
-    next_run_at: datetime | None
-    last_status: str | None = None  # the latest ended scheduled run's status (the ledger)
+    in_scheduler: bool  # False: no beat has stored this entry (schedule from settings)
+    next_run_at: datetime | None  # the next slot
+    last_run_at: datetime | None = None  # the ledger's last execution (slot, else start)
+    last_trigger: str | None = None
+    last_status: str | None = None  # that execution's status
+    description: str = ""
+    ledger_error: str | None = None  # the ledger could not be read (exception type)
 
 
 @dataclass
@@ -42,10 +54,14 @@ class SchedulerStatus:
     last_tick_at: datetime | None
     entries: list[EntryStatus] = field(default_factory=list)
 
+    def entry(self, name: str) -> EntryStatus | None:
+        return next((e for e in self.entries if e.name == name), None)
 
-def scheduler_status() -> SchedulerStatus:
-    """Read the scheduler's state. Raises redis.RedisError when Redis is unreachable."""
-    from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
+
+def scheduler_status(*, with_ledger: bool = True) -> SchedulerStatus:
+    """Read the scheduler's state. Raises redis.RedisError when Redis is
+    unreachable; a ledger that cannot be read leaves `ledger_error` set."""
+    from redbeat.schedulers import ensure_conf, get_redis
 
     from scheduling.beat import holder_key
 
@@ -62,15 +78,8 @@ def scheduler_status() -> SchedulerStatus:
             pid=int(raw["pid"]) if raw.get("pid", "").isdigit() else None,
             acquired_at=_from_timestamp(raw.get("acquired_at")),
         )
-    entries = []
-    for name in sorted(conf.schedule):
-        try:
-            entry = RedBeatSchedulerEntry.from_key(
-                RedBeatSchedulerEntry.generate_key(app, name), app=app
-            )
-        except KeyError:
-            continue  # not yet written by a beat
-        entries.append(_entry_status(entry))
+    now = datetime.now(UTC)
+    entries = [_job_status(job, now, with_ledger) for job in registry.jobs()]
     return SchedulerStatus(
         lock_held=lock_held,
         holder=holder if lock_held else None,
@@ -80,32 +89,85 @@ def scheduler_status() -> SchedulerStatus:
     )
 
 
-def _entry_status(entry) -> EntryStatus:
-    schedule = entry.schedule
-    given, words = _describe(entry.name, schedule)
-    last = entry.last_run_at
-    next_run = None
-    if last is not None:
-        next_run = (schedule.now() + schedule.remaining_estimate(last)).astimezone(UTC)
-    # The ledger's latest ended scheduled run, for every job alike.
-    last_status = ledger.last_outcome(entry.name)
-    return EntryStatus(
-        name=entry.name,
-        task=entry.task,
+def _stored_entry(name: str):
+    from redbeat.schedulers import RedBeatSchedulerEntry
+
+    try:
+        return RedBeatSchedulerEntry.from_key(
+            RedBeatSchedulerEntry.generate_key(app, name), app=app
+        )
+    except KeyError:
+        return None  # not yet written by a beat
+
+
+def _job_status(job: registry.Job, now: datetime, with_ledger: bool) -> EntryStatus:
+    stored = _stored_entry(job.entry)
+    if stored is not None:
+        schedule = stored.schedule
+        try:
+            parsed = from_celery_schedule(schedule)
+            given, words = parsed.raw, parsed.describe()
+        except ScheduleError:
+            given = words = type(schedule).__name__
+        last_sent = stored.last_run_at
+    else:
+        parsed = registry.schedule(job)
+        schedule, given, words = parsed.celery_schedule, parsed.raw, parsed.describe()
+        last_sent = None
+    status = EntryStatus(
+        name=job.entry,
+        task=stored.task if stored is not None else job.task,
         schedule=given,
         schedule_words=words,
-        last_run_at=last.astimezone(UTC) if last else None,
-        next_run_at=next_run.replace(microsecond=0) if next_run else None,
-        last_status=last_status,
+        in_scheduler=stored is not None,
+        next_run_at=_next_slot(schedule, last_sent, now),
+        description=job.description,
     )
+    if with_ledger and job.ledger:
+        from django.db import DatabaseError
+
+        from scheduling import ledger
+
+        try:
+            run = ledger.last_run(job.entry)
+            outcome = ledger.last_outcome(job.entry)
+        except DatabaseError as exc:
+            # The scheduler's state still stands; the ledger's part is unknown.
+            status.ledger_error = type(exc).__name__
+            run = outcome = None
+        if run is not None:
+            status.last_run_at = run.slot or run.started_at or run.created_at
+            status.last_trigger = run.trigger
+        # The latest scheduled run that has ended (a running one has no outcome yet).
+        status.last_status = outcome
+    return status
 
 
-def _describe(name: str, schedule) -> tuple[str, str]:
+def job_lines(status: SchedulerStatus) -> dict[str, dict]:
+    """One JSON-ready line per registered job, for /health/."""
+    return {
+        e.name: {
+            "schedule": e.schedule_words,
+            "in_scheduler": e.in_scheduler,
+            "next_run_at": e.next_run_at.isoformat() if e.next_run_at else None,
+            "last_run_at": e.last_run_at.isoformat() if e.last_run_at else "never",
+            "last_status": e.last_status,
+        }
+        for e in status.entries
+    }
+
+
+def _next_slot(schedule, last_sent: datetime | None, now: datetime) -> datetime | None:
+    """The next slot the scheduler will send: after its last sent slot, or -
+    for a cron with no entry yet - the schedule's next occurrence."""
     try:
-        parsed = registry.schedule(registry.get(name))
-    except KeyError:
-        return str(schedule), str(schedule)
-    return parsed.raw, parsed.describe()
+        if last_sent is not None:
+            return slots.next_after(schedule, last_sent)
+        if hasattr(schedule, "remaining_delta"):  # a crontab has slots of its own
+            return slots.next_after(schedule, now)
+    except TypeError:
+        pass
+    return None
 
 
 def _text(value) -> str:

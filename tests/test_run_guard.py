@@ -16,7 +16,7 @@ from io import StringIO
 import pytest
 from celery.exceptions import Reject
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import OperationalError
 from django.utils import timezone
 
@@ -301,10 +301,12 @@ def test_beat_status_names_the_holder_and_the_entries(worker_env, redis_client, 
     assert "Scheduler lock: held by worker.7" in text.getvalue()
     assert "next run:" in text.getvalue() and "(in " in text.getvalue()
 
-    # After a clean stop the lock is free and the command says so.
+    # After a clean stop the lock is free: the command says so, and fails
+    # (non-zero exit: issue 9, beat_status tells scripts nothing schedules).
     time.sleep(0.5)
     out = StringIO()
-    call_command("beat_status", stdout=out)
+    with pytest.raises(CommandError, match="no scheduler holds the beat lock"):
+        call_command("beat_status", stdout=out)
     assert "no beat is scheduling right now" in out.getvalue()
 
 

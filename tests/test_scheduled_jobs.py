@@ -155,3 +155,43 @@ def test_a_fresh_process_builds_every_beat_entry_before_django_is_set_up():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(sorted(j.entry for j in JOBS))
+
+
+@pytest.mark.parametrize("job", JOBS, ids=[j.entry for j in JOBS])
+def test_every_job_has_a_status_line_and_a_dashboard_row(job, db, redis_client, cube, client):
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+
+    from scheduling.status import job_lines, scheduler_status
+
+    def beat_status() -> str:
+        out = StringIO()
+        with pytest.raises(CommandError):  # no beat holds the lock in this test
+            call_command("beat_status", stdout=out)
+        return out.getvalue()
+
+    # Never ran: the ledger says so ("never"), whatever Redis holds.
+    line = scheduler_status().entry(job.entry)
+    assert line is not None, f"{job.entry} has no status line"
+    assert line.last_run_at is None and line.schedule_words == registry.schedule(job).describe()
+    block = beat_status().split(f"\n{job.entry} ({job.task})\n", 1)[1].split("\n\n")[0]
+    assert "last run: never" in block
+
+    if job.ledger:
+        slot = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+        JobRun.objects.create(
+            job=job.entry, slot=slot, trigger="schedule", status="succeeded", started_at=slot
+        )
+        line = scheduler_status().entry(job.entry)
+        assert (line.last_run_at, line.last_status) == (slot, "succeeded")
+        assert job_lines(scheduler_status())[job.entry]["last_status"] == "succeeded"
+        assert "last outcome: succeeded" in beat_status()
+
+    staff = get_user_model().objects.create_user("ops", password="x-Pass-1234", is_staff=True)
+    client.force_login(staff)
+    page = client.get("/").content.decode()
+    row = page.split(f'<tr id="job-{job.entry}">', 1)
+    assert len(row) == 2, f"{job.entry} has no dashboard row"
+    words = line.schedule_words
+    assert words[0].upper() + words[1:] in row[1].split("</tr>")[0]

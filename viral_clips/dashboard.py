@@ -116,7 +116,8 @@ def build_dashboard() -> Dashboard:
     )
     board.scheduler = _attempt(errors, "scheduler", scheduler_status)
     if board.scheduler is not None:
-        entries = {entry.name: entry for entry in board.scheduler.entries}
+        # What a beat stored; the per-job table shows every registered job.
+        entries = {e.name: e for e in board.scheduler.entries if e.in_scheduler}
         board.cleanup_entry = entries.get(CLEANUP.entry)
         board.report_entry = entries.get(WEEKLY_REPORT.entry)
         board.report_last = _attempt(errors, "report", lambda: report_last_run(board.report_entry))

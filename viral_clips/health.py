@@ -45,11 +45,17 @@ def check_scheduler() -> dict:
     a worker whose beat child died keeps running without it, and only this
     check notices.
     """
-    from scheduling.status import scheduler_status
+    from scheduling.status import job_lines, scheduler_status
 
     max_age = settings.HEALTH_SCHEDULER_MAX_AGE
-    last_tick = scheduler_status().last_tick_at
-    details: dict = {"last_tick_at": None, "seconds_since_tick": None, "max_age_seconds": max_age}
+    status = scheduler_status()
+    last_tick = status.last_tick_at
+    details: dict = {
+        "last_tick_at": None,
+        "seconds_since_tick": None,
+        "max_age_seconds": max_age,
+        "jobs": job_lines(status),  # one line per registered job
+    }
     if last_tick is None:
         # Never ticked, or the holder's record expired with its lock.
         return {"ok": False, "error": "no scheduler tick on record", **details}

@@ -31,7 +31,11 @@ def _when(moment: datetime | None, now: datetime) -> str:
 
 
 class Command(BaseCommand):
-    help = "Show which process holds the beat lock and every schedule entry's last and next run."
+    help = (
+        "Show which process holds the beat lock and, per scheduled job, its schedule,"
+        " last run and outcome (from the run ledger) and next slot. Exits 2 when no"
+        " scheduler holds the lock."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Machine-readable output.")
@@ -43,7 +47,13 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read the scheduler state from Redis: {exc}") from exc
         if json:
             self.stdout.write(_dumps(asdict(status)))
-            return
+        else:
+            self._describe(status)
+        if not status.lock_held:
+            # For scripts and probes: no beat is scheduling.
+            raise CommandError("no scheduler holds the beat lock", returncode=2)
+
+    def _describe(self, status) -> None:
         now = timezone.now()
         if status.lock_held and status.holder:
             h = status.holder
@@ -59,15 +69,19 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING("Scheduler lock: free — no beat is scheduling right now")
             )
-        if not status.entries:
+        if not any(entry.in_scheduler for entry in status.entries):
             self.stdout.write("No schedule entries in Redis yet (no beat has started).")
         for entry in status.entries:
             self.stdout.write(f"\n{entry.name} ({entry.task})")
-            self.stdout.write(f"  schedule: {entry.schedule_words} [{entry.schedule}]")
-            self.stdout.write(f"  last run: {_when(entry.last_run_at, now)}")
+            source = "" if entry.in_scheduler else " (from this process's settings: not in Redis)"
+            self.stdout.write(f"  schedule: {entry.schedule_words} [{entry.schedule}]{source}")
+            if entry.ledger_error:
+                self.stdout.write(f"  last run: unknown (ledger unavailable: {entry.ledger_error})")
+            else:
+                trigger = f" ({entry.last_trigger})" if entry.last_trigger else ""
+                self.stdout.write(f"  last run: {_when(entry.last_run_at, now)}{trigger}")
+                self.stdout.write(f"  last outcome: {entry.last_status or 'none'}")
             self.stdout.write(f"  next run: {_when(entry.next_run_at, now)}")
-            if entry.last_status is not None:
-                self.stdout.write(f"  last outcome: {entry.last_status}")
 
 
 def _dumps(data: dict) -> str:
