@@ -16,7 +16,12 @@ from urllib.parse import unquote, urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from config.cloudcube import CloudcubeURLError, parse_cloudcube_url
+from config.cloudcube import (
+    CleanupPrefixesError,
+    CloudcubeURLError,
+    parse_cleanup_prefixes,
+    parse_cloudcube_url,
+)
 from config.sentry import init_sentry
 from scheduling.schedules import ScheduleError, parse_schedule
 
@@ -171,6 +176,23 @@ try:
 except ScheduleError as exc:
     raise ImproperlyConfigured(str(exc)) from exc
 CLEANUP_RETENTION_DAYS = env.int("CLEANUP_RETENTION_DAYS", default=5)
+# --- Cleanup scope and delete pipeline (issues 10 and 13) -------------------
+# What the cleanup may expire: always the clips' upload folder (derived from
+# Clip.file, viral_clips/cleanup.py), plus these cube-relative folders.
+# Unset: only the clips. Validated here so a typo stops start-up instead of
+# widening (or breaking) what gets deleted.
+try:
+    CLEANUP_PREFIXES = parse_cleanup_prefixes(os.environ.get("CLEANUP_PREFIXES"))
+except CleanupPrefixesError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+# DeleteObjects requests (1,000 keys each) in flight while listing goes on; a
+# SlowDown answer halves it for a while (viral_clips/cleanup.py).
+CLEANUP_DELETES_IN_FLIGHT = env.int("CLEANUP_DELETES_IN_FLIGHT", default=4)
+if not 1 <= CLEANUP_DELETES_IN_FLIGHT <= 16:
+    raise ImproperlyConfigured(
+        f"CLEANUP_DELETES_IN_FLIGHT must be between 1 and 16, got {CLEANUP_DELETES_IN_FLIGHT}"
+    )
+# --- end of the cleanup scope block -------------------------------------------
 # The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
 try:
     WEEKLY_REPORT_SCHEDULE = parse_schedule(
