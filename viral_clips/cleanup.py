@@ -114,7 +114,8 @@ class CleanupReport:
     error_count: int = 0
     rows_reconciled: int = 0  # Clip rows removed because their file was gone
     errors: list[dict] = field(default_factory=list)  # a sample, see error_count
-    scopes: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)  # cube-relative, see cleanup_scopes()
+    delete_throttles: int = 0  # SlowDown/503 answers to DeleteObjects (each halved the window)
 
     @property
     def mb_freed(self) -> float:
@@ -264,6 +265,7 @@ def run_cleanup(
             finally:
                 # Every batch sent is accounted for, whatever happened next.
                 pipeline.drain()
+                report.delete_throttles = pipeline.window.throttles
     except CleanupInterrupted as exc:
         detail = "interrupted between batches; resumes on redelivery"
         if isinstance(exc, CleanupBookkeepingFailed):
