@@ -165,3 +165,11 @@ def test_a_clip_pinned_after_its_page_was_listed_but_before_its_batch_is_sent_ke
     assert report.files_deleted == 1500
     assert report.pinned_kept == 1
     assert len(cube.keys()) == 1000
+
+
+def test_the_dashboard_tag_names_the_scope(settings):
+    from django.template import engines
+
+    settings.CLEANUP_PREFIXES = parse_cleanup_prefixes("backups/")
+    template = engines["django"].from_string("{% load dashboard_extras %}{% cleanup_scope %}")
+    assert template.render({}) == "backups/, public/clips/"
