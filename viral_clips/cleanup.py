@@ -41,7 +41,7 @@ from typing import TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connection
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Q
 from django.db.models.functions import Collate
 from django.utils import timezone
@@ -417,7 +417,7 @@ class _Books:
     def retry(self, work: Callable[[], T], what: str) -> T:
         try:
             return db_retry(work, what=f"cleanup run #{self.run.pk}: {what}")
-        except DatabaseError as exc:
+        except (OperationalError, InterfaceError) as exc:  # the connection, not a bug
             raise CleanupBookkeepingFailed(self.run.pk, what, exc) from exc
 
     def _copy_counts(self) -> list[str]:
@@ -657,10 +657,11 @@ class _DeletePipeline:
             return
         if block:
             wait([item.future for item in self.in_flight], return_when=FIRST_COMPLETED)
-        done = [item for item in self.in_flight if item.future.done()]
-        self.in_flight = [item for item in self.in_flight if not item.future.done()]
         failure: BaseException | None = None
-        for item in done:
+        for item in [item for item in self.in_flight if item.future.done()]:
+            # Out of the window first: a batch is accounted for at most once,
+            # and one whose accounting fails does not block the others.
+            self.in_flight.remove(item)
             try:
                 errors, throttled = item.future.result()
             except Exception as exc:  # noqa: BLE001 - re-raised below, after accounting
