@@ -35,12 +35,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# --baseline TREE runs the "project" contender from another checkout (e.g.
+# `git archive <commit> | tar -x -C /tmp/before`), against the same server.
+CODE_ROOT = Path(os.environ.get("BENCH_CODE_ROOT") or ROOT)
+sys.path.insert(0, str(CODE_ROOT))
 
 BUCKET = "bench-bucket"
 CUBE = "benchcube"
@@ -70,16 +74,15 @@ def child_main(mode: str) -> None:
     requests: dict[str, int] = {}
 
     seconds: dict[str, float] = {}
-    call_started: list[float] = []
+    call_started: dict[int, float] = {}  # by thread: the cleanup deletes from several
 
     def count(model, **kwargs) -> None:
         requests[model.name] = requests.get(model.name, 0) + 1
-        call_started.append(time.perf_counter())
+        call_started[threading.get_ident()] = time.perf_counter()
 
     def timed(model, **kwargs) -> None:
-        seconds[model.name] = (
-            seconds.get(model.name, 0.0) + time.perf_counter() - call_started.pop()
-        )
+        elapsed = time.perf_counter() - call_started.pop(threading.get_ident())
+        seconds[model.name] = seconds.get(model.name, 0.0) + elapsed
 
     client.meta.events.register("before-call.s3", count)
     client.meta.events.register("after-call.s3", timed)
@@ -163,10 +166,14 @@ def check_other_cube(server, other: int, mode: str) -> None:
 
 
 def run_child(mode: str, env: dict[str, str]) -> dict:
+    code_root = ROOT
+    if mode == "baseline":
+        mode, code_root = "project", Path(env["BENCH_BASELINE"])
+        env = dict(env, BENCH_CODE_ROOT=str(code_root))
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode],
+        [sys.executable, str(Path(__file__).resolve()), "--child", mode],
         env=env,
-        cwd=ROOT,
+        cwd=code_root,
         capture_output=True,
         text=True,
         check=False,
@@ -232,6 +239,11 @@ def main() -> None:
     parser.add_argument("--naive", action="store_true", help="also one DeleteObject per key")
     parser.add_argument("--rclone", action="store_true", help="also rclone (when installed)")
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each floor")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout whose cleanup runs as a 4th contender (same migrations or older)",
+    )
     args = parser.parse_args()
 
     import logging
@@ -276,6 +288,9 @@ def main() -> None:
     # The floors and the project alternate --repeat times and report medians:
     # on a shared machine one listing of the same data varied by 40% here.
     runs: dict[str, list[dict]] = {"list-only": [], "delete-only": [], "project": []}
+    if args.baseline:
+        env["BENCH_BASELINE"] = str(args.baseline.resolve())
+        runs["baseline"] = []
     for _ in range(args.repeat):
         for mode in runs:
             seed(server, n, other, e)
