@@ -6,8 +6,10 @@ DeleteObjects. This proxy forwards every request to the local server and
 adds that latency (configurable), concurrently for concurrent requests, as
 the real service would. For fault tests it can also answer chosen
 DeleteObjects requests itself: a whole-request error (e.g. 403), or
-503 SlowDown, S3's throttling answer. It records what it saw: requests per
-operation and the most DeleteObjects in flight at once.
+503 SlowDown, S3's throttling answer. Like S3 (and unlike moto), a Quiet
+DeleteObjects answer lists only the keys that could not be deleted. It
+records what it saw: requests per operation and the most DeleteObjects in
+flight at once.
 
     proxy = S3LatencyProxy(server.port, list_ms=50, delete_ms_per_1000=500).start()
     client = boto3.client("s3", endpoint_url=proxy.endpoint_url, ...)
@@ -16,6 +18,7 @@ operation and the most DeleteObjects in flight at once.
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 import time
 from collections import Counter
@@ -24,6 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from devstack.ports import free_port
+
+_QUIET = re.compile(rb"<Quiet>\s*true\s*</Quiet>", re.IGNORECASE)
+_DELETED = re.compile(rb"<Deleted>.*?</Deleted>", re.DOTALL)
 
 # (status, S3 error code, message) or None to forward the request.
 DeleteVerdict = tuple[int, str, str] | None
@@ -134,6 +140,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 headers = [("Content-Type", "application/xml")]
             else:
                 status, headers, payload = self._forward(body)
+                if operation == "DeleteObjects" and status == 200 and _QUIET.search(body):
+                    # S3 in Quiet mode answers only the keys it could not
+                    # delete; moto lists every deleted key too.
+                    payload = _DELETED.sub(b"", payload)
             # The latency is the whole request's, wherever the server's time went.
             remaining = delay / 1000 - (time.monotonic() - started)
             if remaining > 0:

@@ -260,7 +260,7 @@ def run_cleanup(
     try:
         with pipeline:
             try:
-                _scan(client, cube.bucket, scopes, cutoff, pipeline, books, progress, should_stop)
+                _scan(client, cube.bucket, scopes, cutoff, pipeline, books, progress)
                 pipeline.flush()
             finally:
                 # Every batch sent is accounted for, whatever happened next.
@@ -299,7 +299,6 @@ def _scan(
     pipeline: _DeletePipeline,
     books: _Books,
     progress: Callable[[int, int], None] | None,
-    should_stop: Callable[[], bool] | None,
 ) -> None:
     """List every scope a page at a time, queueing expired keys and reconciling rows."""
     report = books.report
