@@ -135,6 +135,15 @@ def test_bad_cleanup_prefixes_stop_start_up_and_delete_nothing(worker_env, cube,
     assert cube.keys() == sorted(CLIPS + NOT_CLIPS)
 
 
+@pytest.mark.parametrize("raw", ["0", "17"])
+def test_a_bad_deletes_in_flight_stops_start_up(raw):
+    from tests.test_settings_startup import run_manage
+
+    result = run_manage({"CLEANUP_DELETES_IN_FLIGHT": raw}, "check")
+    assert result.returncode != 0
+    assert "CLEANUP_DELETES_IN_FLIGHT must be between 1 and 16" in result.stderr
+
+
 @pytest.mark.django_db
 def test_a_clip_pinned_after_its_page_was_listed_but_before_its_batch_is_sent_keeps_its_file(
     cube,
