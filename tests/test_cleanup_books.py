@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from devstack.procinfo import wait_for
 from tests.support.processes import ProcfileProcess
-from viral_clips.cleanup import run_cleanup
+from viral_clips.cleanup import CleanupBookkeepingFailed, run_cleanup
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.s3 import cloudcube_client
 from viral_clips.tasks import scheduled_cloudcube_cleanup
@@ -110,6 +110,64 @@ def test_a_terminated_connection_mid_run_is_replaced_and_the_run_finishes(cube):
     assert not Clip.objects.exists()
     run = CleanupRun.objects.get(pk=report.run_id)
     assert (run.status, run.files_deleted) == ("succeeded", 3500)
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_stays_away_ends_the_run_interrupted_and_the_redelivery_finishes_it(
+    cube,
+):
+    import psycopg
+
+    names = [f"clips/{i:04d}.mp4" for i in range(3500)]
+    for name in names:
+        cube.put(f"testcube/public/{name}", age=OLD)
+    old_rows(names)
+    s = connection.settings_dict
+    test_db = s["NAME"]
+    admin = psycopg.connect(
+        host=s["HOST"] or "127.0.0.1",
+        port=s["PORT"] or 5432,
+        user=s["USER"],
+        password=s["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    )
+    calls = []
+
+    def progress(scanned, deleted):
+        calls.append(deleted)
+        if len(calls) == 2:
+            # The database goes away and stays away (no connection is allowed).
+            admin.execute(f'ALTER DATABASE "{test_db}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                [test_db],
+            )
+
+    try:
+        with pytest.raises(CleanupBookkeepingFailed):
+            run_cleanup(5, client=cloudcube_client(), task_id="t-db", progress=progress)
+    finally:
+        admin.execute(f'ALTER DATABASE "{test_db}" ALLOW_CONNECTIONS true')
+        admin.close()
+    connection.close()
+    run = CleanupRun.objects.get(task_id="t-db")
+    assert run.status == "running"  # not recorded as over: it is re-queued
+    assert cube.keys()  # work left
+    present = {key.removeprefix("testcube/public/") for key in cube.keys()}
+    # A batch deleted while the database was away: its files are gone, its rows not.
+    rows_without_file = Clip.objects.exclude(file__in=present).count()
+    assert rows_without_file >= 1000
+
+    report = run_cleanup(5, client=cloudcube_client(), task_id="t-db")  # the redelivery
+
+    assert (report.run_id, report.status) == (run.pk, "succeeded")
+    assert cube.keys() == []
+    # Rows of files deleted while the database was away were reconciled.
+    assert report.rows_reconciled == rows_without_file
+    assert not Clip.objects.exists()
+    assert not CleanupRun.objects.filter(status="running").exists()
 
 
 @needs_postgres
