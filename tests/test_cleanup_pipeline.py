@@ -109,7 +109,9 @@ def test_a_shutdown_with_batches_in_flight_accounts_for_every_one(cube, slow_s3)
     assert 2 <= sent < 8  # it stopped sending, with work left
     assert run.files_deleted == gone == 1000 * sent  # every batch sent was counted
     assert Clip.objects.count() == 8000 - gone  # and its rows removed
-    assert stopped_after < 5  # the in-flight batches only: well inside Heroku's 30 s
+    # Only the batches in flight were waited for (about one 2 s delete): inside
+    # the worker's 20 s soft shutdown and Heroku's 30 s, with room for a busy machine.
+    assert stopped_after < 15
 
     proxy.delete_ms_per_1000 = 0
     report = run_cleanup(5, client=client, task_id="t-stop")  # the redelivery
