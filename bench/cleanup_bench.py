@@ -1,21 +1,29 @@
-"""Benchmark the Cloudcube cleanup against its floor and its peers (run by hand).
+"""Benchmark the Cloudcube cleanup against its floors and its peers (run by hand).
 
-    .venv/bin/python bench/cleanup_bench.py                 # 20,000 objects, half expired
-    .venv/bin/python bench/cleanup_bench.py -n 5000 --memory-sizes 10000
+    .venv/bin/python bench/cleanup_bench.py            # 20,000 objects, 13,000 expired
+    .venv/bin/python bench/cleanup_bench.py --list-ms 0 --delete-ms 0   # no latency model
+    .venv/bin/python bench/cleanup_bench.py -n 5000 -e 2500 --memory-sizes 10000
 
 One local S3 server (moto's, in this process) is seeded through its backend
-with N objects in the cube (half older than the retention period) plus another
-cube's old objects that must survive. Before each contender the same data is
-seeded again, then the contender runs as its own process over HTTP:
+with N objects in the clips' folder of the cube (E of them older than the
+retention period) plus another cube's old objects that must survive. The
+contenders talk to it through a latency proxy (devstack/latency_proxy.py) that
+models real S3: --list-ms per ListObjectsV2 page (default 50 ms) and
+--delete-ms per 1,000-key DeleteObjects (default 500 ms). Before each contender
+the same data is seeded again, then it runs as its own process over HTTP:
 
-- list-only: one ListObjectsV2 pass over the cube (the floor on this server);
+- list-only: one ListObjectsV2 pass over the clips' folder (the list floor);
+- delete-only: DeleteObjects of the E expired keys, known in advance, one
+  1,000-key request at a time (the delete floor: what deleting costs alone);
 - project: viral_clips.cleanup.run_cleanup;
-  (these two alternate --repeat times; the medians are compared)
-- naive: list, then one DeleteObject call per expired key;
-- rclone: `rclone delete --min-age` (when rclone is installed).
+  (these three alternate --repeat times; the medians are compared, and the
+  goal is project <= 1.2 x max(list floor, delete floor))
+- naive (--naive): list, then one DeleteObject call per expired key;
+- rclone (--rclone): `rclone delete --min-age` (when rclone is installed).
 
 Then the project's peak memory (the process's RSS high-water mark, VmHWM) at
-each of --memory-sizes listed objects. Ratios are against the same run.
+each of --memory-sizes listed objects, without the latency model. Ratios are
+against the same run.
 """
 
 from __future__ import annotations
@@ -27,12 +35,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# --baseline TREE runs the "project" contender from another checkout (e.g.
+# `git archive <commit> | tar -x -C /tmp/before`), against the same server.
+CODE_ROOT = Path(os.environ.get("BENCH_CODE_ROOT") or ROOT)
+sys.path.insert(0, str(CODE_ROOT))
 
 BUCKET = "bench-bucket"
 CUBE = "benchcube"
@@ -41,6 +53,15 @@ RETENTION_DAYS = 5
 
 
 # --- the contenders, each run in a child process ---------------------------
+def is_expired(i: int, n: int, expired: int) -> bool:
+    """Exactly `expired` of `n` objects, spread evenly (the seed and delete-only agree)."""
+    return (i * expired) % n < expired
+
+
+def clip_key(i: int) -> str:
+    return f"{CUBE}/public/clips/{i:07d}.mp4"
+
+
 def child_main(mode: str) -> None:
     import django
 
@@ -53,22 +74,31 @@ def child_main(mode: str) -> None:
     requests: dict[str, int] = {}
 
     seconds: dict[str, float] = {}
-    call_started: list[float] = []
+    call_started: dict[int, float] = {}  # by thread: the cleanup deletes from several
 
     def count(model, **kwargs) -> None:
         requests[model.name] = requests.get(model.name, 0) + 1
-        call_started.append(time.perf_counter())
+        call_started[threading.get_ident()] = time.perf_counter()
 
     def timed(model, **kwargs) -> None:
-        seconds[model.name] = (
-            seconds.get(model.name, 0.0) + time.perf_counter() - call_started.pop()
-        )
+        elapsed = time.perf_counter() - call_started.pop(threading.get_ident())
+        seconds[model.name] = seconds.get(model.name, 0.0) + elapsed
 
     client.meta.events.register("before-call.s3", count)
     client.meta.events.register("after-call.s3", timed)
-    bucket, prefix = settings.CLOUDCUBE.bucket, settings.CLOUDCUBE.prefix
+    bucket = settings.CLOUDCUBE.bucket
+    prefix = f"{settings.CLOUDCUBE.prefix}public/clips/"  # the cleanup's scope
     started = time.perf_counter()
-    if mode == "list-only":
+    if mode == "delete-only":
+        n, e = int(os.environ["BENCH_OBJECTS"]), int(os.environ["BENCH_EXPIRED"])
+        keys = [clip_key(i) for i in range(n) if is_expired(i, n, e)]
+        for start in range(0, len(keys), 1000):
+            client.delete_objects(
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True},
+            )
+        result = {"deleted": len(keys)}
+    elif mode == "list-only":
         listed = 0
         for page in client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}
@@ -116,15 +146,16 @@ def _vm_hwm_mb() -> float:
 
 
 # --- the parent: server, seeding, timing -----------------------------------
-def seed(server, n: int, other: int) -> None:
+def seed(server, n: int, other: int, expired: int | None = None) -> None:
     server.clear(BUCKET)
     now = datetime.now(UTC)
     old = now - timedelta(days=RETENTION_DAYS + 3)
     new = now - timedelta(days=1)
     body = b"v" * 1024
+    expired = n // 2 if expired is None else expired
     for i in range(n):
-        when = old if i % 2 == 0 else new
-        server.put(BUCKET, f"{CUBE}/public/clips/{i:07d}.mp4", body, when)
+        when = old if is_expired(i, n, expired) else new
+        server.put(BUCKET, clip_key(i), body, when)
     for i in range(other):
         server.put(BUCKET, f"{OTHER_CUBE}/public/clips/{i:05d}.mp4", body, old)
 
@@ -135,10 +166,14 @@ def check_other_cube(server, other: int, mode: str) -> None:
 
 
 def run_child(mode: str, env: dict[str, str]) -> dict:
+    code_root = ROOT
+    if mode == "baseline":
+        mode, code_root = "project", Path(env["BENCH_BASELINE"])
+        env = dict(env, BENCH_CODE_ROOT=str(code_root))
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode],
+        [sys.executable, str(Path(__file__).resolve()), "--child", mode],
         env=env,
-        cwd=ROOT,
+        cwd=code_root,
         capture_output=True,
         text=True,
         check=False,
@@ -187,19 +222,42 @@ def run_rclone(server, env: dict[str, str]) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--objects", type=int, default=20_000)
+    parser.add_argument("-e", "--expired", type=int, default=13_000)
+    parser.add_argument("--list-ms", type=float, default=50, help="latency a list page")
+    parser.add_argument(
+        "--delete-ms", type=float, default=500, help="latency a 1,000-key DeleteObjects"
+    )
+    parser.add_argument(
+        "--other-ms", type=float, default=20, help="latency any other request (naive's deletes)"
+    )
     parser.add_argument("--other-cube-objects", type=int, default=1_000)
     parser.add_argument(
-        "--memory-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000]
+        "--memory-sizes",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[10_000, 100_000],
     )
-    parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of list-only and project")
+    parser.add_argument("--naive", action="store_true", help="also one DeleteObject per key")
+    parser.add_argument("--rclone", action="store_true", help="also rclone (when installed)")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each floor")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout whose cleanup runs as a 4th contender (same migrations or older)",
+    )
     args = parser.parse_args()
 
     import logging
 
+    from devstack.latency_proxy import S3LatencyProxy
     from devstack.s3_server import LocalS3Server
 
     server = LocalS3Server().start()
+    proxy = S3LatencyProxy(
+        server.port,
+        list_ms=args.list_ms,
+        delete_ms_per_1000=args.delete_ms,
+        other_ms=args.other_ms,
+    ).start()
     # moto's server is not thread-safe: rclone's concurrent deletes while it
     # lists make it log 500s (which rclone retries). Keep the report readable.
     logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
@@ -211,41 +269,54 @@ def main() -> None:
         DJANGO_DEBUG="1",
         DJANGO_LOG_LEVEL="WARNING",
         DATABASE_URL=f"sqlite:///{workdir / 'bench.sqlite3'}",
-        CLOUDCUBE_URL=server.cloudcube_url(BUCKET, CUBE),
+        CLOUDCUBE_URL=proxy.cloudcube_url(BUCKET, CUBE),
+        BENCH_OBJECTS=str(args.objects),
+        BENCH_EXPIRED=str(args.expired),
         CLOUDCUBE_ACCESS_KEY_ID="bench",
         CLOUDCUBE_SECRET_ACCESS_KEY="bench",
         REDIS_URL="redis://127.0.0.1:1/0",  # unused by the cleanup
     )
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
 
-    n, other = args.objects, args.other_cube_objects
-    print(f"{n} objects in cube {CUBE!r} (half expired), {other} old objects in {OTHER_CUBE!r}")
+    n, e, other = args.objects, args.expired, args.other_cube_objects
+    print(
+        f"{n} objects in {CUBE!r}/public/clips/ ({e} expired), {other} old objects in"
+        f" {OTHER_CUBE!r}; latency model: {args.list_ms:g} ms a list page,"
+        f" {args.delete_ms:g} ms a 1,000-key DeleteObjects, {args.other_ms:g} ms other"
+    )
     results: dict[str, dict] = {}
-    # The floor and the project alternate --repeat times and report medians:
+    # The floors and the project alternate --repeat times and report medians:
     # on a shared machine one listing of the same data varied by 40% here.
-    runs: dict[str, list[dict]] = {"list-only": [], "project": []}
+    runs: dict[str, list[dict]] = {"list-only": [], "delete-only": [], "project": []}
+    if args.baseline:
+        env["BENCH_BASELINE"] = str(args.baseline.resolve())
+        runs["baseline"] = []
     for _ in range(args.repeat):
         for mode in runs:
-            seed(server, n, other)
+            seed(server, n, other, e)
             runs[mode].append(run_child(mode, env))
             check_other_cube(server, other, mode)
     for mode, samples in runs.items():
         results[mode] = sorted(samples, key=lambda r: r["wall"])[len(samples) // 2]
         walls = ", ".join(f"{r['wall']:.2f}" for r in samples)
         print(f"{mode} runs (s): {walls}")
-    if not args.skip_naive:
-        seed(server, n, other)
+    assert results["project"]["deleted"] == e, results["project"]
+    if args.naive:
+        seed(server, n, other, e)
         results["naive"] = run_child("naive", env)
         check_other_cube(server, other, "naive")
-    seed(server, n, other)
-    rclone = run_rclone(server, env)
-    if rclone:
-        results["rclone"] = rclone
-        check_other_cube(server, other, "rclone")
+    if args.rclone:
+        seed(server, n, other, e)
+        rclone = run_rclone(server, env)
+        if rclone:
+            results["rclone"] = rclone
+            check_other_cube(server, other, "rclone")
 
     base = results["project"]["wall"]
-    floor = results["list-only"]["wall"]
-    print(f"\n{'contender':<10} {'wall s':>8} {'/project':>9} {'/list-only':>10}  requests")
+    list_floor = results["list-only"]["wall"]
+    delete_floor = results["delete-only"]["wall"]
+    limit = max(list_floor, delete_floor)
+    print(f"\n{'contender':<12} {'wall s':>8} {'/project':>9} {'/limit':>7}  requests")
     for mode, r in results.items():
         reqs = ", ".join(
             f"{k} {v}"
@@ -253,17 +324,24 @@ def main() -> None:
             for k, v in r["requests"].items()
         )
         print(
-            f"{mode:<10} {r['wall']:8.2f} {r['wall'] / base:9.2f} {r['wall'] / floor:10.2f}  {reqs}"
+            f"{mode:<12} {r['wall']:8.2f} {r['wall'] / base:9.2f} {r['wall'] / limit:7.2f}  {reqs}"
         )
-    print(f"\nproject / list-only floor: {base / floor:.2f}x (goal <= 1.25x)")
+    print(
+        f"\nproject / max(list floor, delete floor): {base / limit:.2f}x (goal <= 1.2x);"
+        f" project / (list + delete): {base / (list_floor + delete_floor):.2f}x"
+    )
+    expected = -(-n // 1000) + -(-e // 1000)
+    got = sum(results["project"]["requests"].values())
+    print(f"project requests: {got} (ceil(L/1000) + ceil(E/1000) = {expected})")
     if "naive" in results:
         print(f"naive / project: {results['naive']['wall'] / base:.2f}x")
     if "rclone" in results:
         print(f"rclone / project: {results['rclone']['wall'] / base:.2f}x")
-    else:
-        print("rclone: not installed (apt-get install rclone), skipped")
 
-    print("\nproject cleanup peak memory by listed objects (half expired):")
+    # Memory without the latency model (it only stretches the wall time).
+    env["CLOUDCUBE_URL"] = server.cloudcube_url(BUCKET, CUBE)
+    if args.memory_sizes:
+        print("\nproject cleanup peak memory by listed objects (half expired):")
     memory = {}
     for size in args.memory_sizes:
         seed(server, size, 0)
@@ -276,6 +354,7 @@ def main() -> None:
         sizes = sorted(memory)
         growth = memory[sizes[-1]]["rss_peak_mb"] - memory[sizes[0]]["rss_peak_mb"]
         print(f"  RSS growth {sizes[0]} -> {sizes[-1]}: {growth:+.1f} MB (goal: within 15 MB)")
+    proxy.stop()
     server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
 

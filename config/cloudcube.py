@@ -98,3 +98,46 @@ def parse_cloudcube_url(url: str, region: str | None = None) -> CloudcubeConfig:
             f"CLOUDCUBE_URL names an invalid cube {cube!r} (letters, digits, '.', '_' and '-' only)"
         )
     return CloudcubeConfig(bucket=bucket, cube=cube, endpoint_url=endpoint, region=region)
+
+
+class CleanupPrefixesError(ValueError):
+    """CLEANUP_PREFIXES is not a list of folders inside the cube."""
+
+
+def parse_cleanup_prefixes(raw: str | None) -> tuple[str, ...]:
+    """CLEANUP_PREFIXES: cube-relative folders the cleanup may expire besides the clips'.
+
+    Comma-separated, e.g. ``public/exports/,tmp/``. Each item must stay inside
+    the cube: no leading ``/``, no ``.`` or ``..`` segment, no empty item or
+    segment. Items are normalised to end with ``/`` so ``tmp`` never matches
+    ``tmpfiles/``. Unset (None) means none; set but empty is refused, since an
+    empty item would mean the whole cube.
+    """
+    if raw is None:
+        return ()
+    items = [item.strip() for item in raw.split(",")]
+    prefixes: list[str] = []
+    for item in items:
+        if not item:
+            raise CleanupPrefixesError(
+                f"CLEANUP_PREFIXES={raw!r} has an empty item; list cube-relative folders"
+                " separated by commas (e.g. 'public/exports/,tmp/'), or unset it to expire"
+                " only the clips' folder"
+            )
+        if item.startswith("/") or "\\" in item:
+            raise CleanupPrefixesError(
+                f"CLEANUP_PREFIXES item {item!r} must be relative to the cube"
+                " (no leading '/' or backslash)"
+            )
+        segments = item.rstrip("/").split("/")
+        if any(segment in ("", ".", "..") for segment in segments):
+            raise CleanupPrefixesError(
+                f"CLEANUP_PREFIXES item {item!r} must stay inside the cube"
+                " (no '.', '..' or empty path segment)"
+            )
+        if any(ord(ch) < 32 for ch in item):
+            raise CleanupPrefixesError(
+                f"CLEANUP_PREFIXES item {item!r} contains a control character"
+            )
+        prefixes.append("/".join(segments) + "/")
+    return tuple(dict.fromkeys(prefixes))

@@ -22,7 +22,13 @@ import environ
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.cloudcube import CloudcubeConfig, CloudcubeURLError, parse_cloudcube_url
+from config.cloudcube import (
+    CleanupPrefixesError,
+    CloudcubeConfig,
+    CloudcubeURLError,
+    parse_cleanup_prefixes,
+    parse_cloudcube_url,
+)
 from config.env import Env
 from config.sentry import init_sentry
 
@@ -227,6 +233,19 @@ CLEANUP_SCHEDULE = env.schedule("CLEANUP_SCHEDULE", "0 2 * * *")
 # The same bounds the cleanup itself enforces (viral_clips/cleanup.py): a bad
 # value stops start-up instead of failing every scheduled run.
 CLEANUP_RETENTION_DAYS = env.int("CLEANUP_RETENTION_DAYS", 5, min=1, max=3650, unit="days")
+# --- Cleanup scope and delete pipeline ---------------------------------------
+# What the cleanup may expire: always the clips' upload folder (derived from
+# Clip.file, viral_clips/cleanup.py), plus these cube-relative folders.
+# Unset: only the clips. Validated here so a typo stops start-up instead of
+# widening (or breaking) what gets deleted.
+CLEANUP_PREFIXES: tuple[str, ...] = ()
+try:
+    CLEANUP_PREFIXES = parse_cleanup_prefixes(env.get("CLEANUP_PREFIXES"))
+except CleanupPrefixesError as exc:
+    env.error("CLEANUP_PREFIXES", str(exc))
+# DeleteObjects requests (1,000 keys each) in flight while listing goes on; a
+# SlowDown answer halves it for a while (viral_clips/cleanup.py).
+CLEANUP_DELETES_IN_FLIGHT = env.int("CLEANUP_DELETES_IN_FLIGHT", 4, min=1, max=16)
 # The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
 WEEKLY_REPORT_SCHEDULE = env.schedule("WEEKLY_REPORT_SCHEDULE", "0 9 * * 1")
 

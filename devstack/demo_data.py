@@ -39,7 +39,8 @@ def seed_demo_data(server: LocalS3Server, bucket: str, cube: str) -> int:
             server.put(bucket, f"{cube}/public/{name}", body, when)
             clip = Clip.objects.create(title=title, file=name, size_bytes=len(body), pinned=pinned)
             Clip.objects.filter(pk=clip.pk).update(created_at=when)
-        # An orphaned old upload (no clip row) and a private scratch file.
+        # An orphaned old upload (no clip row), and a private scratch file
+        # outside the cleanup's scope (it stays).
         server.put(
             bucket, f"{cube}/public/clips/orphan-upload.mp4", b"o" * 4096, now - timedelta(days=30)
         )

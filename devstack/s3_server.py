@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ class LocalS3Server:
         # Bucket policy statements that stay whatever deny_deletes adds or
         # removes (the public-read grant of a cube's public/ folder).
         self._standing: dict[str, list[dict]] = {}
+        self._thread: threading.Thread | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -36,17 +38,32 @@ class LocalS3Server:
         return f"{self.endpoint_url}/{bucket}/{cube}"
 
     def start(self) -> LocalS3Server:
-        from moto.server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
 
         # moto logs every request at INFO through werkzeug: keep stdout readable.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        self._server.start()
+        app = _Serialized(DomainDispatcherApplication(create_backend_app))
+        # Threaded like moto's ThreadedMotoServer, but one request at a time
+        # inside moto (see _Serialized).
+        self._server = make_server(
+            self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="local-s3", daemon=True
+        )
+        self._thread.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
             self._server = None
 
     # --- direct backend access (same process only) -------------------------
@@ -145,6 +162,25 @@ class LocalS3Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _Serialized:
+    """A WSGI app run one request at a time.
+
+    moto's backend is not thread-safe: a DeleteObjects while a listing sorts
+    the bucket made it answer 500s. S3 itself is consistent under concurrent
+    requests, so concurrent clients (the cleanup's delete threads) get a
+    consistent server here too; connections are still accepted concurrently.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            # The body is produced under the lock too (moto builds it eagerly).
+            return list(self.app(environ, start_response))
 
 
 def _naive_utc(when: datetime) -> datetime:

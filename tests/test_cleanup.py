@@ -83,10 +83,12 @@ def test_sibling_cubes_and_keys_outside_the_cube_are_never_touched(cube, s3):
     for key in outside:
         cube.put(key, age=timedelta(days=400))
     cube.put("testcube/public/clips/old.mp4", age=OLD)
-    cube.put("testcube/private/notes.txt", age=OLD)
+    cube.put("testcube/public/clips/2026/01/old.mp4", age=OLD)
 
     report = run_cleanup(5, client=client)
 
+    # Issue 10 changed this test: it used to delete testcube/private/notes.txt
+    # too (the whole cube was in scope); now only the clips' folder is.
     assert sorted(cube.keys()) == sorted(outside)
     assert report.objects_scanned == 2
     assert report.files_deleted == 2

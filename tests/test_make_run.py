@@ -151,10 +151,11 @@ def test_make_run_serves_health_schedules_cleans_and_stops_cleanly(tmp_path):
         text = log_path.read_text()
         assert "beat: Acquired lock" in text
         assert "Sending due task scheduled-cloudcube-cleanup" in text
-        # 12 objects: 6 deleted; kept are 5 recent clips and 1 pinned 7-day-old clip,
-        # which is not "recent" (the old line said "retained 6 recent clips").
+        # 12 objects: 5 deleted (the demo's old private scratch file,
+        # scratch/transcode.bin, is outside the cleanup's scope and stays); kept are
+        # 5 recent clips and 1 pinned 7-day-old clip, which is not "recent".
         assert (
-            "Scheduled cleanup completed: Deleted 6 files (8.25 MB), retained 5 recent clips"
+            "Scheduled cleanup completed: Deleted 5 files (8.25 MB), retained 5 recent clips"
             in text
         ), text[-3000:]
         assert f'DEVSTACK_DIR={state} make manage ARGS="beat_status"' in text

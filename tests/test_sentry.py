@@ -238,10 +238,11 @@ def test_manual_partial_run_is_a_warning_without_check_in(
 ):
     s3_server.create_bucket(PARTIAL_BUCKET)
     s3_server.clear(PARTIAL_BUCKET)
-    s3_server.deny_deletes(PARTIAL_BUCKET, ["testcube/public/locked/*"])
+    # Under the clips' folder: the cleanup's scope since issue 10 (was public/locked/).
+    s3_server.deny_deletes(PARTIAL_BUCKET, ["testcube/public/clips/locked/*"])
     try:
         old = datetime.now(UTC) - timedelta(days=30)
-        for key in ("clips/a.mp4", "locked/1.mp4", "locked/2.mp4", "locked/3.mp4", "locked/4.mp4"):
+        for key in ("clips/a.mp4", *(f"clips/locked/{i}.mp4" for i in range(1, 5))):
             s3_server.put(PARTIAL_BUCKET, f"testcube/public/{key}", b"x", old)
         monkeypatch.setattr(
             settings,
@@ -262,8 +263,9 @@ def test_manual_partial_run_is_a_warning_without_check_in(
     assert event["level"] == "warning"
     assert event["message"] == (
         f"Cloudcube cleanup run #{result['run_id']} was partial: 4 of 5 expired files could"
-        " not be deleted (AccessDenied testcube/public/locked/1.mp4, AccessDenied"
-        " testcube/public/locked/2.mp4, AccessDenied testcube/public/locked/3.mp4 and 1 more)"
+        " not be deleted (AccessDenied testcube/public/clips/locked/1.mp4, AccessDenied"
+        " testcube/public/clips/locked/2.mp4, AccessDenied testcube/public/clips/locked/3.mp4"
+        " and 1 more)"
     )
     assert event["fingerprint"] == ["cloudcube-cleanup-partial", "testcube"]
     assert event["tags"]["cleanup.trigger"] == "manual"

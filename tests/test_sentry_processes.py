@@ -237,12 +237,19 @@ PARTIAL_BUCKET = "koolclips-sentry-partial"
 
 @pytest.fixture
 def locked_cube(s3_server):
-    """A cube where S3 refuses to delete anything under public/locked/ (bucket policy)."""
+    """A cube where S3 refuses to delete anything under public/clips/locked/ (bucket
+    policy). Under clips/: the cleanup's scope since issue 10 (was public/locked/)."""
     s3_server.create_bucket(PARTIAL_BUCKET)
     s3_server.clear(PARTIAL_BUCKET)
-    s3_server.deny_deletes(PARTIAL_BUCKET, ["testcube/public/locked/*"])
+    s3_server.deny_deletes(PARTIAL_BUCKET, ["testcube/public/clips/locked/*"])
     old = datetime.now(UTC) - timedelta(days=10)
-    for name in ("clips/a.mp4", "clips/b.mp4", "clips/c.mp4", "locked/x.mp4", "locked/y.mp4"):
+    for name in (
+        "clips/a.mp4",
+        "clips/b.mp4",
+        "clips/c.mp4",
+        "clips/locked/x.mp4",
+        "clips/locked/y.mp4",
+    ):
         s3_server.put(PARTIAL_BUCKET, f"testcube/public/{name}", b"0123456789", old)
     s3_server.put(PARTIAL_BUCKET, "testcube/public/clips/new.mp4", b"new")
     yield s3_server
@@ -280,13 +287,13 @@ def test_partial_run_is_a_warning_and_a_successful_run_checks_in_ok(
     assert warning["level"] == "warning"
     message = warning["message"]
     assert f"run #{partial.pk} was partial: 2 of 5 expired files could not be deleted" in message
-    assert "AccessDenied testcube/public/locked/x.mp4" in message
+    assert "AccessDenied testcube/public/clips/locked/x.mp4" in message
     context = warning["contexts"]["cleanup_run"]
     assert context["run_id"] == partial.pk
     assert context["files_deleted"] == 3 and context["error_count"] == 2
     assert {e["key"] for e in context["errors"]} == {
-        "testcube/public/locked/x.mp4",
-        "testcube/public/locked/y.mp4",
+        "testcube/public/clips/locked/x.mp4",
+        "testcube/public/clips/locked/y.mp4",
     }
     assert {e["code"] for e in context["errors"]} == {"AccessDenied"}
     assert context["cube"] == "testcube" and context["bucket"] == PARTIAL_BUCKET

@@ -63,6 +63,10 @@ class CleanupRun(models.Model):
     bytes_freed = models.BigIntegerField(default=0)
     clips_retained = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
+    # Clip rows removed because their file was no longer in the cube (a run
+    # that deleted files but could not delete their rows). db_default keeps
+    # inserts by code that predates the column working during a deploy.
+    rows_reconciled = models.PositiveIntegerField(default=0, db_default=0)
     # A few per-key errors or the exception, never the whole list.
     error_sample = models.JSONField(default=list, blank=True)
     # A dry run's first keys it would delete (at most WOULD_DELETE_SAMPLE_SIZE).

@@ -320,10 +320,9 @@ def check_scheduler() -> list[Check]:
             )
         )
     found = {entry.name: entry for entry in status.entries}
-    words = _schedule_words()
     for name in sorted(app.conf.beat_schedule):
         entry = found.get(name)
-        if entry is None:
+        if entry is None or not entry.in_scheduler:
             checks.append(
                 Check(
                     f"schedule:{name}",
@@ -343,7 +342,7 @@ def check_scheduler() -> list[Check]:
             Check(
                 f"schedule:{name}",
                 True,
-                f"{words.get(name, entry.schedule_words)}; {text}",
+                f"{entry.schedule_words}; {text}",
                 details={
                     "schedule": entry.schedule,
                     "next_run_at": when.isoformat() if when else None,
@@ -352,16 +351,6 @@ def check_scheduler() -> list[Check]:
             )
         )
     return checks
-
-
-def _schedule_words() -> dict[str, str]:
-    """Each configured entry's schedule in words, from the setting that defines it."""
-    from config.celery import CLEANUP_ENTRY, WEEKLY_REPORT_ENTRY
-
-    return {
-        CLEANUP_ENTRY: settings.CLEANUP_SCHEDULE.describe(),
-        WEEKLY_REPORT_ENTRY: settings.WEEKLY_REPORT_SCHEDULE.describe(),
-    }
 
 
 # --- Sentry ----------------------------------------------------------------------

@@ -37,3 +37,16 @@ def until(value: datetime | None, now: datetime | None = None) -> str:
     if seconds < 60:
         return f"in {int(seconds)} second{'s' if int(seconds) != 1 else ''}"
     return f"in {timeuntil(value, now)}"
+
+
+@register.simple_tag
+def cleanup_scope() -> str:
+    """The folders the cleanup may delete in, cube-relative ("public/clips/")."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from viral_clips.cleanup import cleanup_scope_labels
+
+    try:
+        return ", ".join(cleanup_scope_labels())
+    except ImproperlyConfigured as exc:  # the cleanup refuses to run too: say why
+        return f"none ({exc})"
