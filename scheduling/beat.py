@@ -209,6 +209,7 @@ class KoolclipsScheduler(RedBeatScheduler):
             os.environ.get("DYNO") or socket.gethostname(),
             os.getpid(),
         )
+        _log_schedule()
         self._pending_catch_up = fresh
 
     def _run_catch_up(self) -> None:
@@ -359,3 +360,19 @@ def _drop_inherited_db_connections(**kwargs) -> None:
         if conn.connection is not None:
             _maybe_close_fd(conn.connection)
             conn.connection = None
+
+
+def _log_schedule() -> None:
+    """One line per registered job when a beat starts scheduling: what runs when."""
+    from scheduling import registry
+    from scheduling.status import job_status
+
+    now = datetime.now(UTC)
+    for job in registry.jobs():
+        try:
+            status = job_status(job, now, with_ledger=False)
+        except Exception as exc:  # noqa: BLE001 - a log line must never stop beat
+            logger.info("beat: %s: schedule unknown (%s)", job.entry, type(exc).__name__)
+            continue
+        when = f"{status.next_run_at:%Y-%m-%d %H:%M:%S} UTC" if status.next_run_at else "unknown"
+        logger.info("beat: %s runs %s; next run %s", job.entry, status.schedule_words, when)

@@ -79,7 +79,7 @@ def scheduler_status(*, with_ledger: bool = True) -> SchedulerStatus:
             acquired_at=_from_timestamp(raw.get("acquired_at")),
         )
     now = datetime.now(UTC)
-    entries = [_job_status(job, now, with_ledger) for job in registry.jobs()]
+    entries = [job_status(job, now, with_ledger) for job in registry.jobs()]
     return SchedulerStatus(
         lock_held=lock_held,
         holder=holder if lock_held else None,
@@ -100,7 +100,7 @@ def _stored_entry(name: str):
         return None  # not yet written by a beat
 
 
-def _job_status(job: registry.Job, now: datetime, with_ledger: bool) -> EntryStatus:
+def job_status(job: registry.Job, now: datetime, with_ledger: bool) -> EntryStatus:
     stored = _stored_entry(job.entry)
     if stored is not None:
         schedule = stored.schedule
