@@ -23,6 +23,9 @@ app.steps["worker"].add(BeatSupervisor)
 
 CLEANUP_ENTRY = "scheduled-cloudcube-cleanup"
 WEEKLY_REPORT_ENTRY = "weekly-report"
+# --- to move into the job registry at merge ---
+CANARY_ENTRY = "worker-canary"  # scheduling/canary.py
+CUBE_STATS_ENTRY = "refresh-cube-stats"  # viral_clips/cube_stats.py
 
 
 @app.on_after_configure.connect
@@ -55,3 +58,22 @@ def register_beat_entries(sender: Celery, **kwargs) -> None:
         signature("viral_clips.tasks.send_weekly_report"),
         name=WEEKLY_REPORT_ENTRY,
     )
+
+    # --- to move into the job registry at merge ---
+    # The worker canary (scheduling/canary.py): bookkeeping, not a job. In the
+    # registry: ledger=False, monitor=False (no run record, no Sentry check-in).
+    # Each message expires after one interval: a stopped worker finds no backlog.
+    sender.add_periodic_task(
+        float(settings.HEALTH_CANARY_INTERVAL),
+        signature("scheduling.tasks.canary"),
+        name=CANARY_ENTRY,
+        expires=settings.HEALTH_CANARY_INTERVAL,
+    )
+    # The cube's size for the dashboard and the weekly report (viral_clips/cube_stats.py),
+    # every CUBE_STATS_INTERVAL seconds. In the registry: ledger=True, monitor=False.
+    sender.add_periodic_task(
+        float(settings.CUBE_STATS_INTERVAL),
+        signature("viral_clips.tasks.refresh_cube_stats"),
+        name=CUBE_STATS_ENTRY,
+    )
+    # --- end of the block to move ---

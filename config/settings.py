@@ -251,8 +251,44 @@ CLEANUP_RUN_GUARD_TTL_SECONDS = env.int("CLEANUP_RUN_GUARD_TTL_SECONDS", default
 HEALTH_SCHEDULER_MAX_AGE = env.int(
     "HEALTH_SCHEDULER_MAX_AGE", default=3 * CELERY_BEAT_MAX_LOOP_INTERVAL
 )
-# The dashboard lists the whole cube to show its size: keep the answer briefly.
-CUBE_STATS_CACHE_SECONDS = env.int("CUBE_STATS_CACHE_SECONDS", default=60)
+
+
+# --- Health, worker canary and cube measurements (issues 10.5 and 13.2) -------
+# New settings of the health branch, validated here; to be converted to the
+# typed settings readers at merge.
+def _bounded_int(name: str, default: int, low: int, high: int, why: str) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ImproperlyConfigured(
+            f"{name} must be a whole number of seconds from {low} to {high} ({why}), got {raw!r}"
+        )
+    return value
+
+
+# /health/'s dependency checks are computed at most once per this many seconds
+# across all web dynos (kept in Redis; in each process's memory while Redis is
+# down): a flood of anonymous requests costs one S3 call per interval. 0: no cache.
+HEALTH_CACHE_SECONDS = _bounded_int(
+    "HEALTH_CACHE_SECONDS", 5, 0, 60, "longer hides an outage from the health check"
+)
+# Beat sends a tiny canary task this often; the worker that executes it records
+# the time in Redis. /health/ is down when no canary ran for two intervals plus
+# one beat loop: a worker that stopped consuming while its beat ticks is caught.
+HEALTH_CANARY_INTERVAL = _bounded_int(
+    "HEALTH_CANARY_INTERVAL", 30, 1, 60, "the canary must run at least every minute"
+)
+HEALTH_CANARY_MAX_AGE = 2 * HEALTH_CANARY_INTERVAL + CELERY_BEAT_MAX_LOOP_INTERVAL
+# The cube's size and object count are measured by a scheduled job (never inside
+# a request): this often, and by every finished cleanup run's full scan.
+CUBE_STATS_INTERVAL = _bounded_int(
+    "CUBE_STATS_INTERVAL", 6 * 3600, 300, 7 * 24 * 3600, "each measurement lists the whole cube"
+)
 
 # --- Email ------------------------------------------------------------------
 ADMINS = [("koolclips admin", a) for a in env.list("DJANGO_ADMIN_EMAILS", default=[])]
@@ -337,4 +373,6 @@ init_sentry(
         DATABASES["default"].get("PASSWORD"),
         EMAIL_HOST_PASSWORD,
     ],
+    # A refused SMTP login leaves base64 of "\0user\0password" in smtplib's locals.
+    credential_pairs=[(EMAIL_HOST_USER, EMAIL_HOST_PASSWORD)],
 )

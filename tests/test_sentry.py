@@ -375,3 +375,66 @@ def test_run_interrupted_for_a_shutdown_leaves_its_check_in_open(sentry, collect
     sentry_sdk.flush(timeout=10)
 
     assert collector.check_ins() == []
+
+
+# --- SMTP credentials, in every encoding the login puts them in ---------------
+SMTP_USER = "mailer@koolclips.example"
+SMTP_PASSWORD = "smtp>?pw~Secret-4b9c"  # its base64 holds '+' and '/'
+
+
+def smtp_password_forms() -> dict[str, str]:
+    import base64
+
+    pair = f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()
+    forms = {
+        "plain": SMTP_PASSWORD,
+        "URL-encoded": quote(SMTP_PASSWORD, safe=""),
+        "user:password": f"{SMTP_USER}:{SMTP_PASSWORD}",
+        "AUTH PLAIN (base64 of \\0user\\0password)": base64.b64encode(pair).decode(),
+        "AUTH LOGIN (base64 of the password)": base64.b64encode(SMTP_PASSWORD.encode()).decode(),
+    }
+    for name, value in list(forms.items()):
+        if name.startswith("AUTH"):
+            forms[f"{name}, URL-safe"] = value.translate(str.maketrans("+/", "-_"))
+            forms[f"{name}, unpadded"] = value.rstrip("=")
+    return forms
+
+
+def test_refused_smtp_login_reaches_sentry_without_the_password_in_any_form(
+    sentry, collector, settings, cube, redis_client, db
+):
+    from smtplib import SMTPAuthenticationError
+
+    from tests.support.smtp_server import RefusingSMTPServer
+    from viral_clips.reports import send_weekly_report
+
+    sentry(
+        secrets=[settings.SECRET_KEY, SMTP_PASSWORD],
+        credential_pairs=[(SMTP_USER, SMTP_PASSWORD)],
+    )
+    with RefusingSMTPServer() as smtp:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = SMTP_USER, SMTP_PASSWORD
+        settings.ADMINS = [("ops", "ops@koolclips.example")]
+        with pytest.raises(SMTPAuthenticationError):
+            try:
+                send_weekly_report()
+            except SMTPAuthenticationError:
+                sentry_sdk.capture_exception()  # what Celery's integration does
+                raise
+        wire = "\n".join(smtp.received)
+    sentry_sdk.flush(timeout=10)
+
+    forms = smtp_password_forms()
+    # The client really sent the encoded credentials (PLAIN, then LOGIN): the
+    # check below is about forms that existed.
+    assert forms["AUTH PLAIN (base64 of \\0user\\0password)"] in wire
+    assert forms["AUTH LOGIN (base64 of the password)"] in wire
+    [event] = [e for e, _ in collector.events()]
+    assert event["exception"]["values"][-1]["type"] == "SMTPAuthenticationError"
+    received = collector.raw_bytes()
+    for name, value in forms.items():
+        assert value.encode() not in received, f"SMTP password ({name}) reached Sentry"
+    assert b"[Filtered]" in received  # scrubbed where it was, not dropped
