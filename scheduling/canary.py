@@ -39,7 +39,9 @@ def quick_redis(timeout: float) -> redis.Redis:
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
-        single_connection_client=True,
+        # Connects on first use (a single-connection client connects here, in
+        # the constructor, outside the caller's error handling); close() ends it.
+        max_connections=1,
         **(settings.REDIS_SSL_OPTIONS or {}),
     )
 

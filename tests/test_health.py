@@ -28,6 +28,10 @@ def test_health_ok_when_everything_answers(client, live_services, worker_env, tm
     body = response.json()
     assert body["status"] == "ok"
     scheduler = body["checks"].pop("scheduler")
+    # The worker executed the canary task (sent at its start, then by beat).
+    worker_check = body["checks"].pop("worker")
+    assert worker_check["ok"] is True
+    assert worker_check["seconds_since_canary"] <= settings.HEALTH_CANARY_MAX_AGE
     assert body["checks"] == {
         "database": {"ok": True},
         "redis": {"ok": True},
