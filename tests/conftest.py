@@ -88,8 +88,15 @@ def _fresh_health_cache():
         port = os.environ["KOOLCLIPS_TEST_REDIS_PORT"]
         try:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
-            client = redis.Redis(port=int(port), socket_timeout=1, socket_connect_timeout=1)
+            client = redis.Redis(
+                port=int(port),
+                socket_timeout=1,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 0),
+            )
             client.delete(RESULT_KEY, LOCK_KEY)
             client.close()
         except Exception:  # noqa: BLE001, S110 - no redis-server in this test: nothing cached

@@ -36,7 +36,7 @@ class Dashboard:
     runs: list[CleanupRun]
     chart: str
     now: datetime
-    cube_cache_seconds: int
+    cube_interval_seconds: int  # how often the scheduled job measures the cube
     scheduler: Any = None  # scheduling.status.SchedulerStatus
     cleanup_entry: Any = None  # its entry for the cleanup
     report_entry: Any = None  # its entry for the weekly report
@@ -81,7 +81,7 @@ def build_dashboard() -> Dashboard:
         runs=runs,
         chart=storage_chart_svg(runs),
         now=timezone.now(),
-        cube_cache_seconds=settings.CUBE_STATS_CACHE_SECONDS,
+        cube_interval_seconds=settings.CUBE_STATS_INTERVAL,
         activity=activity,
         errors=errors,
     )
@@ -106,6 +106,7 @@ def build_dashboard() -> Dashboard:
         board.next_run_at = _on_the_minute(
             board.now + cron.remaining_estimate(board.now), settings.CLEANUP_SCHEDULE
         )
+    # From the database only (the last full scan): never a listing in a request.
     board.cube = _attempt(errors, "cube", cube_stats)
     board.now = timezone.now()  # after every part, so no "ago" is in the future
     return board

@@ -15,7 +15,7 @@ from scheduling import guard as run_guard
 from scheduling import shutdown
 from scheduling.beat import SLOT_HEADER
 from scheduling.crons import report_cleanup_to_sentry
-from viral_clips import reports
+from viral_clips import cube_stats, reports
 from viral_clips.cleanup import (
     CleanupInterrupted,
     record_skipped_run,
@@ -108,3 +108,10 @@ def send_weekly_report() -> dict:
         "bytes_freed": report.bytes_freed,
         "failures": len(report.failures),
     }
+
+
+@shared_task(name="viral_clips.tasks.refresh_cube_stats")
+def refresh_cube_stats() -> dict:
+    """Measure the cube's size for the dashboard and the report (see viral_clips.cube_stats)."""
+    stats = cube_stats.refresh_cube_stats()
+    return {"objects": stats.objects, "bytes": stats.bytes}

@@ -37,3 +37,16 @@ def until(value: datetime | None, now: datetime | None = None) -> str:
     if seconds < 60:
         return f"in {int(seconds)} second{'s' if int(seconds) != 1 else ''}"
     return f"in {timeuntil(value, now)}"
+
+
+@register.filter
+def duration_words(seconds: int | float | None) -> str:
+    """6 * 3600 -> "6 hours"; 90 -> "90 seconds"."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
