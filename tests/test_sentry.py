@@ -23,6 +23,7 @@ from sentry_sdk.crons import capture_checkin
 import config.sentry
 from config.cloudcube import parse_cloudcube_url
 from config.sentry import SecretScrubber, init_sentry
+from devstack.ports import free_port
 from scheduling.crons import (
     CHECK_IN_HEADER,
     MONITOR_SLUG,
@@ -438,3 +439,33 @@ def test_refused_smtp_login_reaches_sentry_without_the_password_in_any_form(
     for name, value in forms.items():
         assert value.encode() not in received, f"SMTP password ({name}) reached Sentry"
     assert b"[Filtered]" in received  # scrubbed where it was, not dropped
+
+
+# --- the worker canary is bookkeeping: nothing of it reaches Sentry -----------
+def test_the_worker_canary_sends_sentry_nothing(sentry, collector, redis_client, db, settings):
+    from scheduling.canary import CANARY_KEY
+    from scheduling.tasks import canary
+    from viral_clips.tasks import send_weekly_report as report_task
+
+    sentry(traces_sample_rate=1.0)
+    settings.ADMINS = []
+    report_task.apply()  # a real job, for comparison: its transaction is sent
+    canary.apply()
+    assert redis_client.exists(CANARY_KEY)
+    # Redis gone: the canary fails quietly (the health check reports Redis).
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    canary.apply()
+    with sentry_sdk.isolation_scope() as scope:
+        # An error inside the canary's own task scope is dropped too.
+        scope.set_transaction_name("scheduling.tasks.canary")
+        sentry_sdk.capture_message("canary hiccup", level="error")
+    sentry_sdk.flush(timeout=10)
+
+    sent = [item.json() for _, item in collector.items("transaction")]
+    names = [t.get("transaction") for t in sent]
+    assert "viral_clips.tasks.send_weekly_report" in names  # transactions do arrive
+    assert "scheduling.tasks.canary" not in names
+    assert collector.events() == [] and collector.check_ins() == []
+    received = collector.raw_bytes()
+    for text in (b"scheduling.tasks.canary", b"canary not recorded", b"canary hiccup"):
+        assert text not in received
