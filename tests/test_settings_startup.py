@@ -69,6 +69,11 @@ def test_production_settings_pass_check_deploy():
             {"WEEKLY_REPORT_SCHEDULE": "mondays at nine"},
             "WEEKLY_REPORT_SCHEDULE='mondays at nine' is not valid",
         ),
+        ({"HEALTH_CACHE_SECONDS": "five"}, "HEALTH_CACHE_SECONDS must be a whole number"),
+        ({"HEALTH_CACHE_SECONDS": "600"}, "HEALTH_CACHE_SECONDS must be a whole number"),
+        ({"HEALTH_CANARY_INTERVAL": "0"}, "HEALTH_CANARY_INTERVAL must be a whole number"),
+        ({"HEALTH_CANARY_INTERVAL": "120"}, "the canary must run at least every minute"),
+        ({"CUBE_STATS_INTERVAL": "10"}, "CUBE_STATS_INTERVAL must be a whole number"),
     ],
 )
 def test_bad_configuration_stops_start_up(overrides, message):
