@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 S3_MAX_KEYS_PER_PAGE = 1000
 SCHEDULED = "scheduled measurement"
+KEEP_MEASUREMENTS = timedelta(days=90)
 # Runs whose scan covered every page of the listing.
 _FULL_SCAN = (CleanupRun.Status.SUCCEEDED, CleanupRun.Status.PARTIAL)
 
@@ -85,6 +86,8 @@ def refresh_cube_stats(client=None) -> CubeStats:
         seconds_to_measure=stats.seconds_to_measure,
         source=stats.source,
     )
+    # Only the newest row is read; a few months are kept to look back on.
+    CubeMeasurement.objects.filter(measured_at__lt=stats.measured_at - KEEP_MEASUREMENTS).delete()
     logger.info(
         "Cube %s measured: %d objects, %.1f MB (%.1f s)",
         settings.CLOUDCUBE.cube,

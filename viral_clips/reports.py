@@ -2,7 +2,7 @@
 
 It covers the seven days up to the moment it is built: every cleanup run that
 started in that window, what the real (not dry) runs deleted and freed, which
-runs failed or partly failed and why, and the cube's size now.
+runs failed or partly failed and why, and the cube's last measured size (with its age).
 """
 
 from __future__ import annotations
