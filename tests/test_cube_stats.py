@@ -81,8 +81,17 @@ def test_the_scheduled_job_stores_a_measurement_that_is_read_back_without_listin
     assert (stats.objects, stats.bytes, stats.source) == (1, 10, "scheduled measurement")
     assert stats.measured_at == row.measured_at
 
+    # A measurement from months ago goes when the next one is stored.
+    ancient = CubeMeasurement.objects.create(
+        measured_at=timezone.now() - timedelta(days=100),
+        object_count=9,
+        total_bytes=9,
+        cube="testcube",
+    )
     assert refresh_cube_stats().objects == 2
     assert cube_stats().objects == 2
+    assert not CubeMeasurement.objects.filter(pk=ancient.pk).exists()
+    assert CubeMeasurement.objects.count() == 2
 
 
 @pytest.mark.django_db
