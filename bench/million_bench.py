@@ -111,28 +111,58 @@ def child(mode: str, n: int) -> None:
     else:
         raise SystemExit(f"unknown mode {mode}")
     result["inner_wall"] = time.perf_counter() - started
+    result["rss_peak_mb"] = vm_hwm_mb()
     print(json.dumps(result))
+
+
+def vm_hwm_mb() -> float:
+    """This process's resident-memory high-water mark (what Heroku's quota counts).
+
+    Not getrusage/wait4's ru_maxrss: a child forked from this bench (which holds
+    the stub's million keys) starts with the parent's resident pages, and
+    ru_maxrss keeps that peak across exec. VmHWM belongs to the new program.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# `manage.py cloudcube_cleanup ...` as its own process, reporting its VmHWM on exit.
+PROJECT_WRAPPER = (
+    "import runpy, sys\n"
+    "sys.argv = ['manage.py', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_path('manage.py', run_name='__main__')\n"
+    "finally:\n"
+    "    from bench.million_bench import vm_hwm_mb\n"
+    "    print(f'VMHWM_MB={vm_hwm_mb()}', file=sys.stderr)\n"
+)
 
 
 # --- the parent ----------------------------------------------------------
 def run_measured(args: list[str], env: dict[str, str]) -> dict:
-    """Like run_process, with the child's peak RSS from wait4 (its own, not cumulative)."""
+    """Run a child; its wall time seen from here (process start included), its output."""
     started = time.perf_counter()
-    out_file = tempfile.TemporaryFile(mode="w+")
-    err_file = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out_file, stderr=err_file, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out_file.seek(0)
-    err_file.seek(0)
+    done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     return {
-        "wall": wall,
-        "returncode": proc.returncode,
-        "stdout": out_file.read(),
-        "stderr": err_file.read(),
-        "rss_peak_mb": usage.ru_maxrss / 1024,  # KB on Linux
+        "wall": time.perf_counter() - started,
+        "returncode": done.returncode,
+        "stdout": done.stdout,
+        "stderr": done.stderr,
     }
+
+
+def project_run(env: dict[str, str]) -> dict:
+    done = run_measured(
+        [sys.executable, "-c", PROJECT_WRAPPER, "cloudcube_cleanup", "--retention-days",
+         str(RETENTION_DAYS)], dict(env, PYTHONPATH=str(ROOT))
+    )  # fmt: skip
+    if done["returncode"] != 0:
+        raise SystemExit(f"cloudcube_cleanup failed:\n{done['stderr'][-3000:]}")
+    marks = [line for line in done["stderr"].splitlines() if line.startswith("VMHWM_MB=")]
+    done["rss_peak_mb"] = float(marks[-1].split("=", 1)[1])
+    return done
 
 
 def child_run(mode: str, n: int, env: dict[str, str]) -> dict:
@@ -149,6 +179,28 @@ def items(n: int, now: datetime):
         yield key_of(i), SIZE, old if i % 2 == 0 else new
 
 
+def print_summary(rows: list[dict]) -> None:
+    print("\nsummary (ratios within this run)")
+    print(
+        f"{'objects':>9} {'list s':>8} {'delete s':>8} {'cleanup s':>9} {'/max':>6} {'/sum':>6}"
+        f" {'requests':>9} {'expected':>8} {'RSS MB':>7} {'board ms':>8} {'board S3':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['n']:>9,} {r['list']:8.2f} {r['delete']:8.2f} {r['project']:9.2f}"
+            f" {r['ratio_max']:6.2f} {r['ratio_sum']:6.2f} {r['requests']:>9,}"
+            f" {r['expected_requests']:>8,} {r['rss']:7.1f} {r['board_warm'] * 1000:8.0f}"
+            f" {r['board_requests']:>8}"
+        )
+    if len(rows) >= 2:
+        small, big = rows[0], rows[-1]
+        print(
+            f"peak RSS {big['n']:,} vs {small['n']:,}: {big['rss'] - small['rss']:+.1f} MB"
+            " (goal: within 15 MB)"
+        )
+    print("goals: cleanup <= 1.2x max(floors); requests = expected; dashboard <= 300 ms, 0 S3")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -161,6 +213,9 @@ def main() -> None:
         "--delete-latency", type=float, default=0.5, help="s a 1,000-key DeleteObjects"
     )
     parser.add_argument("--other-cube-objects", type=int, default=1000)
+    parser.add_argument(
+        "--only-rss", action="store_true", help="only the project cleanup's peak RSS at each size"
+    )
     args = parser.parse_args()
 
     from bench.s3_stub import S3Stub
@@ -196,6 +251,14 @@ def main() -> None:
         expired = math.ceil(n / 2)
         expected = math.ceil(n / 1000) + math.ceil(expired / 1000)
 
+        if args.only_rss:
+            project = project_run(env)
+            assert stub.count(BUCKET, f"{CUBE}/") == n - expired
+            rows.append({"n": n, "rss": project["rss_peak_mb"], "project": project["wall"]})
+            print(f"{n:>9,} objects: cleanup peak RSS {rows[-1]['rss']:.1f} MB,"
+                  f" wall {project['wall']:.1f} s", flush=True)  # fmt: skip
+            continue
+
         stub.reset_counts()
         listing = child_run("list-only", n, env)
         assert listing["listed"] == n, listing
@@ -208,12 +271,7 @@ def main() -> None:
         assert stub.count(BUCKET, f"{CUBE}/") == n
 
         stub.reset_counts()
-        project = run_measured(
-            [sys.executable, "manage.py", "cloudcube_cleanup", "--retention-days",
-             str(RETENTION_DAYS)], env
-        )  # fmt: skip
-        if project["returncode"] != 0:
-            raise SystemExit(f"cloudcube_cleanup failed:\n{project['stderr'][-3000:]}")
+        project = project_run(env)
         requests = dict(stub.requests)
         sizes = list(stub.delete_sizes)
         left = stub.count(BUCKET, f"{CUBE}/")
@@ -265,25 +323,11 @@ def main() -> None:
             flush=True,
         )
 
-    print("\nsummary (ratios within this run)")
-    print(
-        f"{'objects':>9} {'list s':>8} {'delete s':>8} {'cleanup s':>9} {'/max':>6} {'/sum':>6}"
-        f" {'requests':>9} {'expected':>8} {'RSS MB':>7} {'board ms':>8} {'board S3':>8}"
-    )
-    for r in rows:
-        print(
-            f"{r['n']:>9,} {r['list']:8.2f} {r['delete']:8.2f} {r['project']:9.2f}"
-            f" {r['ratio_max']:6.2f} {r['ratio_sum']:6.2f} {r['requests']:>9,}"
-            f" {r['expected_requests']:>8,} {r['rss']:7.1f} {r['board_warm'] * 1000:8.0f}"
-            f" {r['board_requests']:>8}"
-        )
-    if len(rows) >= 2:
+    if args.only_rss:
         small, big = rows[0], rows[-1]
-        print(
-            f"peak RSS {big['n']:,} vs {small['n']:,}: {big['rss'] - small['rss']:+.1f} MB"
-            " (goal: within 15 MB)"
-        )
-    print("goals: cleanup <= 1.2x max(floors); requests = expected; dashboard <= 300 ms, 0 S3")
+        print(f"peak RSS {big['n']:,} vs {small['n']:,}: {big['rss'] - small['rss']:+.1f} MB")
+    else:
+        print_summary(rows)
     redis_server.stop()
     stub.stop()
     shutil.rmtree(workdir, ignore_errors=True)
