@@ -45,8 +45,13 @@ def register_beat_entries(sender: Celery, **kwargs) -> None:
 
     # Schedules, kwargs and names come from the jobs' declarations (viral_clips/jobs.py).
     for job in registry.jobs():
+        parsed = registry.schedule(job)
+        options = {}
+        if job.expires_with_period and parsed.interval_seconds:
+            options["expires"] = parsed.interval_seconds
         sender.add_periodic_task(
-            registry.schedule(job).celery_schedule,
+            parsed.celery_schedule,
             signature(job.task, kwargs=job.beat_kwargs()),
             name=job.entry,
+            **options,
         )

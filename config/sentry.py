@@ -18,14 +18,17 @@ whose embedded beat died keeps running but schedules nothing.
 Nothing secret leaves: `send_default_pii` stays off (the SDK's default; setting
 it explicitly is deprecated in sentry-sdk 2.75), the SDK's key-name scrubber is
 extended with this app's names and made recursive, and the values of the
-secrets themselves, URL-encoded forms included, plus signed-URL signatures and
-credentials, are replaced in every event, breadcrumb, transaction and check-in.
+secrets themselves - URL-encoded and base64 forms included, and the
+user:password pairs SMTP AUTH PLAIN/LOGIN and Basic auth encode - plus
+signed-URL signatures and credentials, are replaced in every event,
+breadcrumb, transaction and check-in.
 
 With SENTRY_DSN empty nothing is initialised and nothing is logged.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
@@ -71,6 +74,11 @@ EXTRA_DENYLIST = [
     "sentry_dsn",
 ]
 
+# Tasks that are bookkeeping, not jobs: nothing of them is sent (no
+# transaction, no event). The worker canary runs every 30 s; /health/ reports
+# what it finds. (Beat check-ins are off for every task: monitor_beat_tasks=False.)
+QUIET_TASKS = frozenset({"scheduling.tasks.canary"})
+
 # Query parameters (and Authorization header parts) of signed S3 URLs: their
 # values are replaced, the rest of the URL (host, key) stays readable.
 _SIGNED_PARAM_RE = re.compile(
@@ -80,15 +88,55 @@ _SIGNED_PARAM_RE = re.compile(
 )
 
 
+def base64_forms(secret: str) -> set[str]:
+    """What of `secret` shows in any base64 text that encodes it (SMTP AUTH, Basic auth).
+
+    Standard and URL-safe alphabets, padded and not. Inside a longer encoded
+    string the secret starts at one of three byte alignments; for each, the
+    characters that depend on the secret's bytes alone are found whatever comes
+    before or after it (a character mixing the secret's bits with a neighbour's
+    is left: it cannot give the secret away).
+    """
+    data = secret.encode()
+    forms: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data).decode()
+        first = -(-8 * offset // 6)  # the first character made only of the secret's bits
+        last = 8 * (offset + len(data)) // 6  # one past the last such character
+        core = encoded[first:last]
+        if offset == 0:
+            forms.update({encoded, encoded.rstrip("=")})
+        forms.add(core)
+    urlsafe = {form.translate(_URLSAFE) for form in forms}
+    return {form for form in forms | urlsafe if len(form) >= MIN_SECRET_LENGTH}
+
+
+_URLSAFE = str.maketrans("+/", "-_")
+
+
 class SecretScrubber:
     """Replaces secret values and signed-URL parameters anywhere in a payload."""
 
-    def __init__(self, secrets: Iterable[str | None]):
-        variants: set[str] = set()
+    def __init__(
+        self,
+        secrets: Iterable[str | None],
+        credential_pairs: Iterable[tuple[str | None, str | None]] = (),
+    ):
+        values: set[str] = set()
         for secret in secrets:
-            if not secret or len(secret) < MIN_SECRET_LENGTH:
-                continue
-            variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
+            if secret and len(secret) >= MIN_SECRET_LENGTH:
+                values.add(secret)
+        for user, password in credential_pairs:
+            if user and password and len(password) >= MIN_SECRET_LENGTH:
+                # HTTP Basic / URL userinfo, and SMTP AUTH PLAIN's "\0user\0password"
+                # (with and without its leading authorisation identity).
+                values.update(
+                    {f"{user}:{password}", f"\0{user}\0{password}", f"{user}\0{password}"}
+                )
+        variants: set[str] = set()
+        for value in values:
+            variants.update({value, quote(value, safe=""), quote_plus(value)})
+            variants.update(base64_forms(value))
         # Longest first, so a secret that contains another is replaced whole.
         ordered = sorted(variants, key=len, reverse=True)
         self._secrets_re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
@@ -114,10 +162,14 @@ class SecretScrubber:
     # Hooks for sentry_sdk.init. Events reach before_send already serialised to
     # plain JSON values (and the SDK truncates no value: max_value_length stays
     # unset), so a secret inside a repr() or a message is still whole here.
-    def before_send(self, event: dict, hint: dict) -> dict:
+    def before_send(self, event: dict, hint: dict) -> dict | None:
+        if event.get("transaction") in QUIET_TASKS:
+            return None
         return self.scrub(event)
 
-    def before_send_transaction(self, event: dict, hint: dict) -> dict:
+    def before_send_transaction(self, event: dict, hint: dict) -> dict | None:
+        if event.get("transaction") in QUIET_TASKS:
+            return None
         return self.scrub(event)
 
     def before_breadcrumb(self, crumb: dict, hint: dict) -> dict:
@@ -142,12 +194,13 @@ def init_sentry(
     server_name: str | None,
     traces_sample_rate: float = 0.0,
     secrets: Iterable[str | None] = (),
+    credential_pairs: Iterable[tuple[str | None, str | None]] = (),
 ) -> bool:
     """Initialise sentry-sdk for this process; False (and nothing at all) without a DSN."""
     global _build_options, _initialised_pid
     if not dsn:
         return False
-    scrubber = SecretScrubber(secrets)
+    scrubber = SecretScrubber(secrets, credential_pairs)
 
     def build_options() -> dict:
         from sentry_sdk.integrations.celery import CeleryIntegration

@@ -31,6 +31,7 @@ from config.cloudcube import (
 )
 from config.env import Env
 from config.sentry import init_sentry
+from scheduling.schedules import parse_schedule
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
@@ -384,9 +385,25 @@ env.check(
 HEALTH_SCHEDULER_MAX_AGE = env.int(
     "HEALTH_SCHEDULER_MAX_AGE", 3 * CELERY_BEAT_MAX_LOOP_INTERVAL, min=1, unit="seconds"
 )
-# The dashboard lists the whole cube to show its size: keep the answer briefly
-# (0: measure on every view).
-CUBE_STATS_CACHE_SECONDS = env.int("CUBE_STATS_CACHE_SECONDS", 60, min=0, unit="seconds")
+# /health/'s dependency checks are computed at most once per this many seconds
+# across all web dynos (kept in Redis; in each process's memory while Redis is
+# down): a flood of anonymous requests costs one S3 call per interval. 0: no
+# cache; longer than a minute would hide an outage from the health check.
+HEALTH_CACHE_SECONDS = env.int("HEALTH_CACHE_SECONDS", 5, min=0, max=60, unit="seconds")
+# Beat sends a tiny canary task this often (the `worker-canary` job); the worker
+# that executes it records the time in Redis. /health/ is down when no canary ran
+# for two intervals plus one beat loop: a worker that stopped consuming while its
+# beat ticks is caught. At least every minute.
+HEALTH_CANARY_INTERVAL = env.int("HEALTH_CANARY_INTERVAL", 30, min=1, max=60, unit="seconds")
+HEALTH_CANARY_SCHEDULE = parse_schedule(f"{HEALTH_CANARY_INTERVAL}s", "HEALTH_CANARY_INTERVAL")
+HEALTH_CANARY_MAX_AGE = 2 * HEALTH_CANARY_INTERVAL + CELERY_BEAT_MAX_LOOP_INTERVAL
+# The cube's size and object count are measured by a scheduled job (never inside
+# a request): this often (each measurement lists the whole cube), and by every
+# finished cleanup run's scan.
+CUBE_STATS_INTERVAL = env.int(
+    "CUBE_STATS_INTERVAL", 6 * 3600, min=300, max=7 * 24 * 3600, unit="seconds"
+)
+CUBE_STATS_SCHEDULE = parse_schedule(f"{CUBE_STATS_INTERVAL}s", "CUBE_STATS_INTERVAL")
 
 # --- Email ------------------------------------------------------------------
 _EMAIL = r"[^@\s,<>]+@[^@\s,<>]+"
@@ -508,4 +525,6 @@ init_sentry(
         DATABASES["default"].get("PASSWORD"),
         EMAIL_HOST_PASSWORD,
     ],
+    # A refused SMTP login leaves base64 of "\0user\0password" in smtplib's locals.
+    credential_pairs=[(EMAIL_HOST_USER, EMAIL_HOST_PASSWORD)],
 )

@@ -78,6 +78,8 @@ class Job:
         renews at every progress call; a worker that died frees the job this
         long after its last renewal, and its redelivery then takes over.
     description: one line for humans (docs, beat_status).
+    expires_with_period: each message expires after one period of an interval
+        schedule (a stopped worker comes back to no backlog of stale ones).
     """
 
     entry: str
@@ -96,6 +98,7 @@ class Job:
     recovery_threshold_frequent: int = 3
     lease_seconds: int = 120
     description: str = ""
+    expires_with_period: bool = False
 
     def __post_init__(self) -> None:
         if self.overlap not in OVERLAP_POLICIES:

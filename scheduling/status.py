@@ -143,20 +143,6 @@ def job_status(job: registry.Job, now: datetime, with_ledger: bool) -> EntryStat
     return status
 
 
-def job_lines(status: SchedulerStatus) -> dict[str, dict]:
-    """One JSON-ready line per registered job, for /health/."""
-    return {
-        e.name: {
-            "schedule": e.schedule_words,
-            "in_scheduler": e.in_scheduler,
-            "next_run_at": e.next_run_at.isoformat() if e.next_run_at else None,
-            "last_run_at": e.last_run_at.isoformat() if e.last_run_at else "never",
-            "last_status": e.last_status,
-        }
-        for e in status.entries
-    }
-
-
 def _next_slot(schedule, last_sent: datetime | None, now: datetime) -> datetime | None:
     """The next slot the scheduler will send: after its last sent slot, or -
     for a cron with no entry yet - the schedule's next occurrence."""

@@ -76,3 +76,32 @@ def worker_env(transactional_db, redis_server, s3_server) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+@pytest.fixture(autouse=True)
+def _fresh_health_cache():
+    """/health/'s cached result must not carry over from one test to the next."""
+    from viral_clips.health import LOCK_KEY, RESULT_KEY, forget_cached_health
+
+    def forget() -> None:
+        forget_cached_health()
+        port = os.environ["KOOLCLIPS_TEST_REDIS_PORT"]
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            client = redis.Redis(
+                port=int(port),
+                socket_timeout=1,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 0),
+            )
+            client.delete(RESULT_KEY, LOCK_KEY)
+            client.close()
+        except Exception:  # noqa: BLE001, S110 - no redis-server in this test: nothing cached
+            pass
+
+    forget()
+    yield
+    forget()

@@ -44,7 +44,7 @@ BAD_VALUES = [
     ("BEAT_MAX_LOOP_INTERVAL", "0", "from 1 to 300"),
     ("REDBEAT_LOCK_TIMEOUT", "9", "at least twice BEAT_MAX_LOOP_INTERVAL"),
     ("HEALTH_SCHEDULER_MAX_AGE", "0", "at least 1"),
-    ("CUBE_STATS_CACHE_SECONDS", "-1", "at least 0"),
+    ("HEALTH_CACHE_SECONDS", "-1", "from 0 to 60"),
     # rates
     ("SENTRY_TRACES_SAMPLE_RATE", "half", "from 0.0 to 1.0"),
     ("SENTRY_TRACES_SAMPLE_RATE", "1.5", "from 0.0 to 1.0"),

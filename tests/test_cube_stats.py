@@ -1,15 +1,25 @@
-"""The cube's size and object count: listed over HTTP, paged, cached in Redis."""
+"""The cube's size and object count: measured by a scheduled job that lists the
+cube over HTTP (paged), or taken from a finished cleanup run's scan; read from
+the database, never listed inside a request."""
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
+from config.celery import app
 from devstack.ports import free_port
-from viral_clips.cube_stats import CACHE_KEY, cube_stats, forget_cube_stats, measure_cube
+from tests.support.runs import make_run
+from viral_clips.cube_stats import cube_stats, measure_cube, refresh_cube_stats
+from viral_clips.jobs import CUBE_STATS
+from viral_clips.models import CleanupRun, CubeMeasurement
 from viral_clips.s3 import cloudcube_client
+
+MB = 1024 * 1024
 
 
 class ListLog:
@@ -40,7 +50,6 @@ def test_measure_counts_every_object_in_pages_and_nothing_outside_the_cube(cube)
     expected_bytes = sum(i % 7 + 1 for i in range(2500)) + 100
     assert (stats.objects, stats.bytes) == (2501, expected_bytes)
     assert log.pages["ListObjectsV2"] == 3
-    assert stats.cached is False
 
 
 def test_empty_cube_is_zero(cube):
@@ -49,41 +58,91 @@ def test_empty_cube_is_zero(cube):
 
 
 @pytest.mark.django_db
-def test_cached_for_the_configured_time_and_dropped_after_a_run(cube, redis_client):
+def test_never_measured_is_none(cube):
+    cube.put("testcube/public/a.mp4", b"a" * 10)  # there, but nobody measured it
+    assert cube_stats() is None
+
+
+@pytest.mark.django_db
+def test_the_scheduled_job_stores_a_measurement_that_is_read_back_without_listing(cube):
     cube.put("testcube/public/a.mp4", b"a" * 10)
-    first = cube_stats()
-    assert (first.objects, first.bytes, first.cached) == (1, 10, False)
-    assert 0 < redis_client.ttl(CACHE_KEY) <= settings.CUBE_STATS_CACHE_SECONDS
+    from viral_clips.tasks import refresh_cube_stats as task
+
+    assert task.apply().get() == {"objects": 1, "bytes": 10}
+    [row] = CubeMeasurement.objects.all()
+    assert (row.cube, row.object_count, row.total_bytes, row.source) == (
+        "testcube",
+        1,
+        10,
+        "scheduled measurement",
+    )
 
     cube.put("testcube/public/b.mp4", b"b" * 20)
-    second = cube_stats()
-    assert (second.objects, second.bytes, second.cached) == (1, 10, True)
-    assert second.measured_at == first.measured_at
+    stats = cube_stats()  # the stored figure, not a new listing
+    assert (stats.objects, stats.bytes, stats.source) == (1, 10, "scheduled measurement")
+    assert stats.measured_at == row.measured_at
 
-    forget_cube_stats()
-    third = cube_stats()
-    assert (third.objects, third.bytes, third.cached) == (2, 30, False)
+    # A measurement from months ago goes when the next one is stored.
+    ancient = CubeMeasurement.objects.create(
+        measured_at=timezone.now() - timedelta(days=100),
+        object_count=9,
+        total_bytes=9,
+        cube="testcube",
+    )
+    assert refresh_cube_stats().objects == 2
+    assert cube_stats().objects == 2
+    assert not CubeMeasurement.objects.filter(pk=ancient.pk).exists()
+    assert CubeMeasurement.objects.count() == 2
 
-    # A caller that needs it fresh gets it fresh.
-    cube.put("testcube/public/c.mp4", b"c" * 5)
-    assert cube_stats(max_age=0).objects == 3
 
+@pytest.mark.django_db
+def test_the_newest_of_the_measurement_and_a_finished_runs_scan_wins(cube):
+    now = timezone.now()
+    CubeMeasurement.objects.create(
+        measured_at=now - timedelta(hours=5),
+        object_count=100,
+        total_bytes=100 * MB,
+        cube="testcube",
+    )
+    # A run of the cube that finished its scan 2 h ago: listed 90, deleted 30.
+    run = make_run(now - timedelta(hours=2), cube="testcube", objects_scanned=90,
+                   bytes_scanned=90 * MB, files_deleted=30, bytes_freed=30 * MB)  # fmt: skip
+    # Newer, but none of them counts: a failed run (it may have stopped
+    # mid-listing), a run still going, another cube's run.
+    make_run(now - timedelta(hours=1), cube="testcube", status=CleanupRun.Status.FAILED,
+             objects_scanned=5)  # fmt: skip
+    make_run(now - timedelta(minutes=30), cube="testcube", status=CleanupRun.Status.RUNNING,
+             duration=None, objects_scanned=7)  # fmt: skip
+    make_run(now - timedelta(minutes=10), cube="othercube", objects_scanned=1)
 
-def test_redis_down_costs_only_the_cache(cube, monkeypatch):
-    cube.put("testcube/public/a.mp4", b"a" * 10)
-    monkeypatch.setattr(settings, "REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     stats = cube_stats()
-    assert (stats.objects, stats.bytes, stats.cached) == (1, 10, False)
-    forget_cube_stats()  # logs, does not raise
+    assert (stats.objects, stats.bytes) == (60, 60 * MB)
+    assert stats.source == f"cleanup run #{run.pk}"
+    # A dry run deleted nothing: its scan is the cube as it stands.
+    dry = make_run(now - timedelta(minutes=5), cube="testcube", dry_run=True, objects_scanned=60,
+                   bytes_scanned=60 * MB, files_deleted=30, bytes_freed=30 * MB)  # fmt: skip
+    assert (cube_stats().objects, cube_stats().source) == (60, f"cleanup run #{dry.pk}")
+    # As of before that run: the 5 h old measurement.
+    assert cube_stats(as_of=now - timedelta(hours=3)).objects == 100
 
 
-def test_cube_unreachable_raises(cube, redis_client, monkeypatch):
-    from botocore.exceptions import EndpointConnectionError
-
+@pytest.mark.django_db
+def test_reading_never_touches_s3(cube, monkeypatch):
     from config.cloudcube import parse_cloudcube_url
 
-    monkeypatch.setattr(
-        settings, "CLOUDCUBE", parse_cloudcube_url(f"http://127.0.0.1:{free_port()}/bucket/cube")
+    CubeMeasurement.objects.create(
+        measured_at=timezone.now(), object_count=3, total_bytes=30, cube="bucket-gone"
     )
-    with pytest.raises(EndpointConnectionError):
-        cube_stats()
+    monkeypatch.setattr(
+        settings,
+        "CLOUDCUBE",
+        parse_cloudcube_url(f"http://127.0.0.1:{free_port()}/bucket/bucket-gone"),
+    )
+    assert cube_stats().objects == 3  # the cube is unreachable; the figure is not
+
+
+def test_beat_runs_the_measurement_every_cube_stats_interval():
+    entry = app.conf.beat_schedule[CUBE_STATS.entry]
+    assert entry["task"] == "viral_clips.tasks.refresh_cube_stats"
+    assert settings.CUBE_STATS_INTERVAL == 6 * 3600
+    assert entry["schedule"].run_every.total_seconds() == settings.CUBE_STATS_INTERVAL

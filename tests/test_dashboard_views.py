@@ -14,8 +14,9 @@ from devstack.ports import free_port
 from scheduling import guard
 from tests.support.broker import queued_messages
 from tests.support.runs import make_run
+from viral_clips.cube_stats import refresh_cube_stats
 from viral_clips.jobs import CLEANUP
-from viral_clips.models import CleanupRun, Clip
+from viral_clips.models import CleanupRun, Clip, CubeMeasurement
 from viral_clips.run_now import PENDING_KEY
 
 pytestmark = pytest.mark.django_db
@@ -275,6 +276,7 @@ def test_the_favicon_is_served(client):
 def test_dashboard_shows_schedule_runs_cube_and_chart(staff_client, services, cube):
     cube.put("testcube/public/clips/a.mp4", b"a" * (2 * MB))
     cube.put("testcube/public/clips/b.mp4", b"b" * (MB // 2))
+    refresh_cube_stats()  # the scheduled measurement (the page itself never lists)
     now = timezone.now()
     ok = make_run(now - timedelta(days=1), files_deleted=12, bytes_freed=3 * MB,
                   clips_retained=7, bytes_scanned=9 * MB)  # fmt: skip
@@ -300,6 +302,11 @@ def test_dashboard_shows_schedule_runs_cube_and_chart(staff_client, services, cu
     assert "No beat has written the schedule to Redis yet" in text
     assert "No worker holds the beat lock: nothing is being scheduled." in text
     assert re.search(r'id="cube-size">2\.5\s+MB</span> in <span id="cube-objects">2<', text)
+    assert re.search(
+        r'id="cube-measured">Measured (just now|\d+ seconds? ago) by the scheduled'
+        r" measurement \(listing took [\d.]+ s\); measured again every 6 hours",
+        text,
+    )
     for run in (ok, failed, partial):
         assert f'href="/admin/viral_clips/cleanuprun/{run.pk}/change/"' in text
     row = re.search(rf'<tr id="run-{ok.pk}".*?</tr>', text, re.S)[0]
@@ -320,12 +327,42 @@ def test_a_part_that_is_down_does_not_take_the_page_down(staff_client, services,
         settings, "CLOUDCUBE", parse_cloudcube_url(f"http://127.0.0.1:{free_port()}/bkt/cube")
     )
     text = staff_client.get("/").content.decode()
-    assert "Size unavailable (EndpointConnectionError)" in text
+    # Intended change (issue 13.2): the page never lists the cube, so an
+    # unreachable cube costs it nothing; never measured, it says so.
+    assert "Size unavailable" not in text
+    assert "Never measured: the size appears after the first cleanup run" in text
 
     monkeypatch.setattr(settings, "REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     response = staff_client.get("/")
     assert response.status_code == 200
     assert "is unknown: Redis unavailable (ConnectionError)" in response.content.decode()
+
+
+def test_the_dashboard_makes_no_s3_request(staff_client, services, cube, s3_server, settings):
+    from config.cloudcube import parse_cloudcube_url
+    from tests.settings import TEST_BUCKET, TEST_CUBE
+    from tests.support.counting_proxy import CountingProxy
+
+    for i in range(3):
+        cube.put(f"testcube/public/clips/{i}.mp4", b"c" * 100)
+    CubeMeasurement.objects.create(
+        measured_at=timezone.now() - timedelta(hours=3, minutes=5),
+        object_count=1_000_000,
+        total_bytes=250 * 1024 * MB,
+        cube=TEST_CUBE,
+        seconds_to_measure=98.4,
+    )
+    with CountingProxy(s3_server.port) as proxy:
+        # Every S3 request of this process now goes through the proxy.
+        settings.CLOUDCUBE = parse_cloudcube_url(proxy.url(f"/{TEST_BUCKET}/{TEST_CUBE}"))
+        text = staff_client.get("/").content.decode()
+        assert proxy.requests() == []
+        from viral_clips.cube_stats import measure_cube
+
+        assert measure_cube().objects == 3  # the proxy does see a listing
+        assert len(proxy.requests()) == 1
+    assert re.search(r'id="cube-size">250\.0\s+GB</span> in <span id="cube-objects">1000000<', text)
+    assert "Measured 3\xa0hours, 5\xa0minutes ago by the scheduled measurement" in text
 
 
 # --- security --------------------------------------------------------------

@@ -28,6 +28,10 @@ def test_health_ok_when_everything_answers(client, live_services, worker_env, tm
     body = response.json()
     assert body["status"] == "ok"
     scheduler = body["checks"].pop("scheduler")
+    # The worker executed the canary task (sent at its start, then by beat).
+    worker_check = body["checks"].pop("worker")
+    assert worker_check["ok"] is True
+    assert worker_check["seconds_since_canary"] <= settings.HEALTH_CANARY_MAX_AGE
     assert body["checks"] == {
         "database": {"ok": True},
         "redis": {"ok": True},
@@ -74,3 +78,27 @@ def test_health_never_shows_secrets(client, live_services):
 
 def test_health_rejects_post(client, live_services):
     assert client.post("/health/").status_code == 405
+
+
+def test_health_503_within_2_s_when_the_cube_is_black_holed(
+    client, live_services, s3_server, monkeypatch
+):
+    import time
+
+    from config.cloudcube import parse_cloudcube_url
+    from tests.support.tcp_proxy import BlackholeProxy
+
+    proxy = BlackholeProxy(s3_server.port).start()
+    proxy.blackhole()  # connections are accepted, nothing comes back
+    try:
+        cube_url = f"http://{proxy.url_host_port}/bucket/testcube"
+        monkeypatch.setattr(settings, "CLOUDCUBE", parse_cloudcube_url(cube_url))
+        started = time.monotonic()
+        response = client.get("/health/")
+        took = time.monotonic() - started
+    finally:
+        proxy.stop()
+    assert took < 2.0, took
+    assert response.status_code == 503
+    assert response.json()["checks"]["cloudcube"]["ok"] is False
+    assert response.json()["checks"]["database"] == {"ok": True}

@@ -39,6 +39,9 @@ def test_503_when_the_scheduler_stops_ticking_and_200_when_it_resumes(
     client, worker_env, redis_client, cube, tmp_path, settings, django_user_model
 ):
     settings.HEALTH_SCHEDULER_MAX_AGE = MAX_AGE
+    # What is timed here is the scheduler check's threshold, not /health/'s
+    # cache (tests/test_health_processes.py covers that): every GET computes.
+    settings.HEALTH_CACHE_SECONDS = 0
     env = dict(
         worker_env,
         DYNO="worker.1",

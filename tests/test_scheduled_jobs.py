@@ -163,7 +163,8 @@ def test_every_job_has_a_status_line_and_a_dashboard_row(job, db, redis_client, 
 
     from django.contrib.auth import get_user_model
 
-    from scheduling.status import job_lines, scheduler_status
+    from scheduling.status import scheduler_status
+    from viral_clips.health import job_lines
 
     def beat_status() -> str:
         out = StringIO()
@@ -177,6 +178,7 @@ def test_every_job_has_a_status_line_and_a_dashboard_row(job, db, redis_client, 
     assert line.last_run_at is None and line.schedule_words == registry.schedule(job).describe()
     block = beat_status().split(f"\n{job.entry} ({job.task})\n", 1)[1].split("\n\n")[0]
     assert "last run: never" in block
+    assert job.entry in job_lines(), f"{job.entry} has no /health/ line"
 
     if job.ledger:
         slot = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -185,7 +187,7 @@ def test_every_job_has_a_status_line_and_a_dashboard_row(job, db, redis_client, 
         )
         line = scheduler_status().entry(job.entry)
         assert (line.last_run_at, line.last_status) == (slot, "succeeded")
-        assert job_lines(scheduler_status())[job.entry]["last_status"] == "succeeded"
+        assert job_lines()[job.entry]["last_status"] == "succeeded"
         assert "last outcome: succeeded" in beat_status()
 
     staff = get_user_model().objects.create_user("ops", password="x-Pass-1234", is_staff=True)

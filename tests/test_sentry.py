@@ -23,6 +23,7 @@ from sentry_sdk.crons import capture_checkin
 import config.sentry
 from config.cloudcube import parse_cloudcube_url
 from config.sentry import SecretScrubber, init_sentry
+from devstack.ports import free_port
 from scheduling.crons import CHECK_IN_HEADER, STARTED_HEADER
 from scheduling.schedules import parse_schedule
 from tests.support.sentry_collector import SentryCollector
@@ -438,3 +439,96 @@ def test_a_deferred_slot_leaves_its_check_in_open_until_it_runs(
     sentry_sdk.flush(timeout=10)
     [(closed, _)] = collector.check_ins()
     assert (closed["status"], closed["check_in_id"]) == ("ok", uuid.UUID(task_id).hex)
+
+
+# --- SMTP credentials, in every encoding the login puts them in ---------------
+SMTP_USER = "mailer@koolclips.example"
+SMTP_PASSWORD = "smtp>?pw~Secret-4b9c"  # its base64 holds '+' and '/'
+
+
+def smtp_password_forms() -> dict[str, str]:
+    import base64
+
+    pair = f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()
+    forms = {
+        "plain": SMTP_PASSWORD,
+        "URL-encoded": quote(SMTP_PASSWORD, safe=""),
+        "user:password": f"{SMTP_USER}:{SMTP_PASSWORD}",
+        "AUTH PLAIN (base64 of \\0user\\0password)": base64.b64encode(pair).decode(),
+        "AUTH LOGIN (base64 of the password)": base64.b64encode(SMTP_PASSWORD.encode()).decode(),
+    }
+    for name, value in list(forms.items()):
+        if name.startswith("AUTH"):
+            forms[f"{name}, URL-safe"] = value.translate(str.maketrans("+/", "-_"))
+            forms[f"{name}, unpadded"] = value.rstrip("=")
+    return forms
+
+
+def test_refused_smtp_login_reaches_sentry_without_the_password_in_any_form(
+    sentry, collector, settings, cube, redis_client, db
+):
+    from smtplib import SMTPAuthenticationError
+
+    from tests.support.smtp_server import SMTPServer
+    from viral_clips.reports import send_weekly_report
+
+    sentry(
+        secrets=[settings.SECRET_KEY, SMTP_PASSWORD],
+        credential_pairs=[(SMTP_USER, SMTP_PASSWORD)],
+    )
+    with SMTPServer(refuse_auth=True) as smtp:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = SMTP_USER, SMTP_PASSWORD
+        settings.ADMINS = [("ops", "ops@koolclips.example")]
+        with pytest.raises(SMTPAuthenticationError):
+            try:
+                send_weekly_report()
+            except SMTPAuthenticationError:
+                sentry_sdk.capture_exception()  # what Celery's integration does
+                raise
+        wire = "\n".join(smtp.received)
+    sentry_sdk.flush(timeout=10)
+
+    forms = smtp_password_forms()
+    # The client really sent the encoded credentials (PLAIN, then LOGIN): the
+    # check below is about forms that existed.
+    assert forms["AUTH PLAIN (base64 of \\0user\\0password)"] in wire
+    assert forms["AUTH LOGIN (base64 of the password)"] in wire
+    [event] = [e for e, _ in collector.events()]
+    assert event["exception"]["values"][-1]["type"] == "SMTPAuthenticationError"
+    received = collector.raw_bytes()
+    for name, value in forms.items():
+        assert value.encode() not in received, f"SMTP password ({name}) reached Sentry"
+    assert b"[Filtered]" in received  # scrubbed where it was, not dropped
+
+
+# --- the worker canary is bookkeeping: nothing of it reaches Sentry -----------
+def test_the_worker_canary_sends_sentry_nothing(sentry, collector, redis_client, db, settings):
+    from scheduling.canary import CANARY_KEY
+    from scheduling.tasks import canary
+    from viral_clips.tasks import send_weekly_report as report_task
+
+    sentry(traces_sample_rate=1.0)
+    settings.ADMINS = []
+    report_task.apply()  # a real job, for comparison: its transaction is sent
+    canary.apply()
+    assert redis_client.exists(CANARY_KEY)
+    # Redis gone: the canary fails quietly (the health check reports Redis).
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    canary.apply()
+    with sentry_sdk.isolation_scope() as scope:
+        # An error inside the canary's own task scope is dropped too.
+        scope.set_transaction_name("scheduling.tasks.canary")
+        sentry_sdk.capture_message("canary hiccup", level="error")
+    sentry_sdk.flush(timeout=10)
+
+    sent = [item.json() for _, item in collector.items("transaction")]
+    names = [t.get("transaction") for t in sent]
+    assert "viral_clips.tasks.send_weekly_report" in names  # transactions do arrive
+    assert "scheduling.tasks.canary" not in names
+    assert collector.events() == [] and collector.check_ins() == []
+    received = collector.raw_bytes()
+    for text in (b"scheduling.tasks.canary", b"canary not recorded", b"canary hiccup"):
+        assert text not in received

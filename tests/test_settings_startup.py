@@ -69,6 +69,12 @@ def test_production_settings_pass_check_deploy():
             {"WEEKLY_REPORT_SCHEDULE": "mondays at nine"},
             "WEEKLY_REPORT_SCHEDULE='mondays at nine' is not valid",
         ),
+        ({"HEALTH_CACHE_SECONDS": "five"}, "HEALTH_CACHE_SECONDS='five' is not valid"),
+        ({"HEALTH_CACHE_SECONDS": "600"}, "HEALTH_CACHE_SECONDS='600' is not valid"),
+        ({"HEALTH_CANARY_INTERVAL": "0"}, "HEALTH_CANARY_INTERVAL='0' is not valid"),
+        # The canary must run at least every minute.
+        ({"HEALTH_CANARY_INTERVAL": "120"}, "from 1 to 60 seconds"),
+        ({"CUBE_STATS_INTERVAL": "10"}, "CUBE_STATS_INTERVAL='10' is not valid"),
     ],
 )
 def test_bad_configuration_stops_start_up(overrides, message):

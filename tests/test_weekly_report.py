@@ -10,8 +10,9 @@ from celery.schedules import crontab
 
 from config.celery import app
 from tests.support.runs import make_run
+from viral_clips.cube_stats import refresh_cube_stats
 from viral_clips.jobs import WEEKLY_REPORT
-from viral_clips.models import CleanupRun
+from viral_clips.models import CleanupRun, CubeMeasurement
 from viral_clips.reports import build_weekly_report, send_weekly_report
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +25,9 @@ def week(cube, redis_client):
     """A known week: every status, a dry run, and runs just outside the window."""
     cube.put("testcube/public/clips/a.mp4", b"a" * (3 * MB))
     cube.put("testcube/public/clips/b.mp4", b"b" * (MB // 2))
+    # The scheduled measurement listed it three hours before the report.
+    refresh_cube_stats()
+    CubeMeasurement.objects.update(measured_at=NOW - timedelta(hours=3))
     runs = {
         "too_old": make_run(NOW - timedelta(days=7, seconds=1), files_deleted=999, bytes_freed=999),
         "first": make_run(
@@ -94,7 +98,10 @@ def test_email_to_admins_says_what_happened(week, mailoutbox, settings):
     assert f"run #{week['partial'].pk} 2026-11-20 09:00 UTC schedule: partial" in body
     assert "2 key(s) could not be deleted" in body
     assert f"run #{week['failed'].pk} 2026-11-21 09:00 UTC schedule: failed" in body
-    assert "Cube size:     3.5 MB in 2 objects" in body
+    assert (
+        "Cube size:     3.5 MB in 2 objects (measured 2026-11-23 06:00 UTC, 3\xa0hours before"
+        " this report, by the scheduled measurement)" in body
+    )
     # One table row per run of the week, none from outside it.
     for name in ("first", "partial", "failed", "dry", "skipped"):
         assert f"#{week[name].pk} " in body
@@ -103,18 +110,24 @@ def test_email_to_admins_says_what_happened(week, mailoutbox, settings):
     assert "50*" in body and "dry run: counted, nothing deleted" in body
 
 
-def test_report_still_goes_out_when_the_cube_is_unreachable(db, redis_client, mailoutbox, settings):
+def test_report_never_lists_the_cube_its_size_is_the_last_runs_scan(
+    db, redis_client, mailoutbox, settings
+):
+    # Intended change (issue 13.2): the cube is unreachable, and the report does
+    # not care - the size comes from the last run's scan, not from a listing.
     from config.cloudcube import parse_cloudcube_url
     from devstack.ports import free_port
 
     settings.ADMINS = [("ops", "ops@example.com")]
     settings.CLOUDCUBE = parse_cloudcube_url(f"http://127.0.0.1:{free_port()}/bucket/cube")
-    make_run(NOW - timedelta(days=1), files_deleted=1, bytes_freed=MB)
+    run = make_run(NOW - timedelta(days=1), cube="cube", objects_scanned=5,
+                   bytes_scanned=3 * MB, files_deleted=1, bytes_freed=MB)  # fmt: skip
 
     send_weekly_report(now=NOW)
 
     body = mailoutbox[0].body
-    assert "Cube size:     unavailable (EndpointConnectionError)" in body
+    assert "Cube size:     2.0 MB in 4 objects (measured 2026-11-22 09:00 UTC" in body
+    assert f"by the cleanup run #{run.pk})" in body
     assert "Files deleted: 1\n" in body
 
 
@@ -124,6 +137,7 @@ def test_empty_week_says_so(cube, redis_client, mailoutbox, settings):
     mail = mailoutbox[0]
     assert mail.subject.endswith("0 cleanup runs, 0 files deleted, 0.0 MB freed, 0 failures")
     assert "none. Is the worker running?" in mail.body
+    assert "Cube size:     never measured (no cleanup run or measurement yet)" in mail.body
 
 
 def test_no_admins_no_mail(cube, redis_client, mailoutbox, settings, caplog):

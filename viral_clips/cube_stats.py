@@ -1,31 +1,37 @@
-"""The cube's current size and object count, for the dashboard and the weekly report.
+"""The cube's size and object count, for the dashboard and the weekly report.
 
-Measured by listing every key under ``<cube>/`` with ListObjectsV2, a page of
-1,000 keys at a time (only running totals are kept, so memory stays flat).
-Listing a large cube takes a while, so the answer is kept in Redis for
-CUBE_STATS_CACHE_SECONDS: every dashboard view after the first is instant, and
-all web dynos share one measurement. A finished cleanup drops the cached value
-(see viral_clips.run_now), so the page never shows a size from before a run.
+No request lists the cube (at a million objects that is 1,000 list calls, far
+beyond gunicorn's timeout). The figures come from the database, from whichever
+is newer:
+
+* a cleanup run that finished its scan (succeeded or partial: it listed every
+  page), as what its listing found minus what it deleted;
+* the scheduled measurement (`refresh_cube_stats`, every CUBE_STATS_INTERVAL),
+  which lists the cube a page of 1,000 keys at a time, keeping only running
+  totals, and stores a CubeMeasurement.
+
+They are shown with their age; a cube never measured says so (None).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-import redis
 from django.conf import settings
 from django.utils import timezone
 
-from scheduling.app_redis import app_redis
+from viral_clips.models import CleanupRun, CubeMeasurement
 
 logger = logging.getLogger(__name__)
 
-CACHE_KEY = "koolclips:cube-stats"
 S3_MAX_KEYS_PER_PAGE = 1000
+SCHEDULED = "scheduled measurement"
+KEEP_MEASUREMENTS = timedelta(days=90)
+# Runs whose scan covered every page of the listing.
+_FULL_SCAN = (CleanupRun.Status.SUCCEEDED, CleanupRun.Status.PARTIAL)
 
 
 @dataclass(frozen=True)
@@ -33,28 +39,16 @@ class CubeStats:
     objects: int
     bytes: int
     measured_at: datetime
-    seconds_to_measure: float
-    cached: bool = False
+    source: str  # "scheduled measurement" or "cleanup run #12"
+    seconds_to_measure: float | None = None
 
     @property
     def mb(self) -> float:
         return self.bytes / (1024 * 1024)
 
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["measured_at"] = self.measured_at.isoformat()
-        data.pop("cached")
-        return json.dumps(data)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> CubeStats:
-        data = json.loads(text)
-        data["measured_at"] = datetime.fromisoformat(data["measured_at"])
-        return cls(**data, cached=True)
-
 
 def measure_cube(client=None) -> CubeStats:
-    """List the whole cube now and total its objects and bytes."""
+    """List the whole cube now and total its objects and bytes (the scheduled job only)."""
     if client is None:
         from viral_clips.s3 import cloudcube_client
 
@@ -76,42 +70,73 @@ def measure_cube(client=None) -> CubeStats:
         objects=objects,
         bytes=total,
         measured_at=timezone.now(),
+        source=SCHEDULED,
         seconds_to_measure=round(time.monotonic() - started, 3),
     )
 
 
-def cube_stats(max_age: int | None = None) -> CubeStats:
-    """The cube's size, from the cache when it is at most `max_age` seconds old.
-
-    Raises what listing raises (botocore errors) when the cube cannot be read.
-    Redis being down only costs the cache: the cube is then measured directly.
-    """
-    ttl = settings.CUBE_STATS_CACHE_SECONDS if max_age is None else max_age
-    if ttl > 0:
-        try:
-            with app_redis() as client:
-                cached = client.get(CACHE_KEY)
-        except redis.RedisError as exc:
-            logger.warning("cube stats cache unavailable (%s): measuring", type(exc).__name__)
-            cached = None
-        if cached:
-            stats = CubeStats.from_json(cached)
-            if (timezone.now() - stats.measured_at).total_seconds() <= ttl:
-                return stats
-    stats = measure_cube()
-    if settings.CUBE_STATS_CACHE_SECONDS > 0:
-        try:
-            with app_redis() as client:
-                client.set(CACHE_KEY, stats.to_json(), ex=settings.CUBE_STATS_CACHE_SECONDS)
-        except redis.RedisError:
-            pass  # already logged on read, or transient: the next view measures again
+def refresh_cube_stats(client=None) -> CubeStats:
+    """Measure the cube and store the measurement (task: refresh_cube_stats)."""
+    stats = measure_cube(client)
+    CubeMeasurement.objects.create(
+        measured_at=stats.measured_at,
+        object_count=stats.objects,
+        total_bytes=stats.bytes,
+        cube=settings.CLOUDCUBE.cube,
+        seconds_to_measure=stats.seconds_to_measure,
+        source=stats.source,
+    )
+    # Only the newest row is read; a few months are kept to look back on.
+    CubeMeasurement.objects.filter(measured_at__lt=stats.measured_at - KEEP_MEASUREMENTS).delete()
+    logger.info(
+        "Cube %s measured: %d objects, %.1f MB (%.1f s)",
+        settings.CLOUDCUBE.cube,
+        stats.objects,
+        stats.mb,
+        stats.seconds_to_measure,
+    )
     return stats
 
 
-def forget_cube_stats() -> None:
-    """Drop the cached measurement (after a cleanup changed the cube)."""
-    try:
-        with app_redis() as client:
-            client.delete(CACHE_KEY)
-    except redis.RedisError as exc:
-        logger.warning("could not drop cached cube stats (%s)", type(exc).__name__)
+def cube_stats(as_of: datetime | None = None) -> CubeStats | None:
+    """The latest known size of the cube (at `as_of`, default now), from the
+    database; None if it was never measured.
+
+    Never calls S3. Raises only what the database raises.
+    """
+    cube = settings.CLOUDCUBE.cube
+    as_of = as_of or timezone.now()
+    candidates: list[CubeStats] = []
+    measurement = (
+        CubeMeasurement.objects.filter(cube=cube, measured_at__lte=as_of)
+        .order_by("-measured_at")
+        .first()
+    )
+    if measurement is not None:
+        candidates.append(
+            CubeStats(
+                objects=measurement.object_count,
+                bytes=measurement.total_bytes,
+                measured_at=measurement.measured_at,
+                source=measurement.source,
+                seconds_to_measure=measurement.seconds_to_measure,
+            )
+        )
+    run = (
+        CleanupRun.objects.filter(cube=cube, status__in=_FULL_SCAN, finished_at__lte=as_of)
+        .order_by("-finished_at")
+        .first()
+    )
+    if run is not None:
+        # What the listing found, less what this run deleted (a dry run deletes nothing).
+        deleted, freed = (0, 0) if run.dry_run else (run.files_deleted, run.bytes_freed)
+        candidates.append(
+            CubeStats(
+                objects=max(0, run.objects_scanned - deleted),
+                bytes=max(0, run.bytes_scanned - freed),
+                measured_at=run.finished_at,
+                source=f"cleanup run #{run.pk}",
+                seconds_to_measure=run.duration_seconds,
+            )
+        )
+    return max(candidates, key=lambda s: s.measured_at, default=None)

@@ -36,7 +36,7 @@ class Dashboard:
     runs: list[CleanupRun]
     chart: str
     now: datetime
-    cube_cache_seconds: int
+    cube_interval_seconds: int  # how often the scheduled job measures the cube
     scheduler: Any = None  # scheduling.status.SchedulerStatus
     cleanup_entry: Any = None  # its entry for the cleanup
     report_entry: Any = None  # its entry for the weekly report
@@ -110,7 +110,7 @@ def build_dashboard() -> Dashboard:
         runs=runs,
         chart=storage_chart_svg(runs),
         now=timezone.now(),
-        cube_cache_seconds=settings.CUBE_STATS_CACHE_SECONDS,
+        cube_interval_seconds=settings.CUBE_STATS_INTERVAL,
         activity=activity,
         errors=errors,
     )
@@ -140,6 +140,7 @@ def build_dashboard() -> Dashboard:
     if activity is not None and activity.run_id is not None:
         # Its counters are saved between delete batches: that is the progress.
         board.active_run = CleanupRun.objects.filter(pk=activity.run_id).first()
+    # From the database only (the last full scan): never a listing in a request.
     board.cube = _attempt(errors, "cube", cube_stats)
     board.now = timezone.now()  # after every part, so no "ago" is in the future
     return board

@@ -61,3 +61,17 @@ WEEKLY_REPORT = register(
         description="Mail ADMINS the week's cleanup runs and the cube's size",
     )
 )
+
+CUBE_STATS = register(
+    Job(
+        entry="refresh-cube-stats",
+        task="viral_clips.tasks.refresh_cube_stats",
+        schedule_setting="CUBE_STATS_SCHEDULE",
+        # A measurement is superseded by the next one: a late one is worthless.
+        overlap=OVERLAP_SKIP,
+        # It only feeds the dashboard's and the report's size: no Sentry monitor.
+        monitor=False,
+        lease_seconds=300,
+        description="Measure the cube's size and object count (CUBE_STATS_INTERVAL)",
+    )
+)

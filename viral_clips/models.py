@@ -108,3 +108,25 @@ class CleanupRun(models.Model):
     @property
     def mb_freed(self) -> float:
         return self.bytes_freed / (1024 * 1024)
+
+
+class CubeMeasurement(models.Model):
+    """The cube's size and object count, measured by listing it (a scheduled job).
+
+    The dashboard and the weekly report read the latest of these (or a later
+    cleanup run's scan) instead of listing S3 inside a request.
+    """
+
+    measured_at = models.DateTimeField(db_index=True)
+    object_count = models.BigIntegerField()
+    total_bytes = models.BigIntegerField()
+    cube = models.CharField(max_length=128, blank=True)
+    seconds_to_measure = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=64, default="scheduled measurement")
+
+    class Meta:
+        ordering = ["-measured_at"]
+        get_latest_by = "measured_at"
+
+    def __str__(self) -> str:
+        return f"{self.cube}: {self.object_count} objects, {self.total_bytes} bytes"

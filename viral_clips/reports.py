@@ -2,7 +2,7 @@
 
 It covers the seven days up to the moment it is built: every cleanup run that
 started in that window, what the real (not dry) runs deleted and freed, which
-runs failed or partly failed and why, and the cube's size now.
+runs failed or partly failed and why, and the cube's last measured size (with its age).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
+from django.utils.timesince import timesince
 
 from scheduling.guard import Execution
 from viral_clips.cube_stats import CubeStats, cube_stats
@@ -61,7 +62,7 @@ class WeeklyReport:
 
 
 def build_weekly_report(now: datetime | None = None) -> WeeklyReport:
-    """Gather the week up to `now` (default: this moment) and measure the cube."""
+    """Gather the week up to `now` (default: this moment) and the cube's last measured size."""
     end = now or timezone.now()
     start = end - REPORT_PERIOD
     runs = list(
@@ -75,7 +76,7 @@ def build_weekly_report(now: datetime | None = None) -> WeeklyReport:
         status_counts=Counter(r.status for r in runs),
     )
     try:
-        report.cube = cube_stats()
+        report.cube = cube_stats(as_of=end)  # the last measurement, from the database: no listing
     except Exception as exc:  # noqa: BLE001 - the report still goes out, saying so
         logger.warning("weekly report: cube size unavailable (%s)", type(exc).__name__)
         report.cube_error = type(exc).__name__
@@ -132,13 +133,17 @@ def render_weekly_report(report: WeeklyReport) -> tuple[str, str]:
             + (f" - {reason}" if reason else "")
         )
     if report.cube is not None:
+        age = timesince(report.cube.measured_at, report.period_end)
         lines.append(
             f"Cube size:     {human_bytes(report.cube.bytes)} in"
             f" {_plural(report.cube.objects, 'object')}"
-            f" (measured {report.cube.measured_at.strftime(fmt)})"
+            f" (measured {report.cube.measured_at.strftime(fmt)}, {age} before this report,"
+            f" by the {report.cube.source})"
         )
-    else:
+    elif report.cube_error:
         lines.append(f"Cube size:     unavailable ({report.cube_error})")
+    else:
+        lines.append("Cube size:     never measured (no cleanup run or measurement yet)")
     lines += ["", "Runs this week (oldest first):"]
     if not report.runs:
         lines.append("  none. Is the worker running? (heroku ps)")

@@ -203,13 +203,10 @@ def release_pending(task_id: str) -> bool:
 
 @task_postrun.connect(dispatch_uid="koolclips-run-now-finished")
 def _cleanup_finished(sender=None, task_id: str | None = None, **kwargs) -> None:
-    """In the worker: a cleanup task ended (any outcome). Free the buttons and
-    drop the cached cube size, which the run may have changed."""
+    """In the worker: a cleanup task ended (any outcome). Free the buttons.
+    (The cube's size needs nothing: the finished run's row is its newest measurement.)"""
     if getattr(sender, "name", None) != CLEANUP_TASK:
         return
-    from viral_clips.cube_stats import forget_cube_stats
-
-    forget_cube_stats()
     if task_id:
         try:
             release_pending(task_id)

@@ -13,9 +13,9 @@ from celery import shared_task
 from django.conf import settings
 
 from scheduling.guard import current_execution, scheduled_job
-from viral_clips import reports
+from viral_clips import cube_stats, reports
 from viral_clips.cleanup import run_guarded_cleanup
-from viral_clips.jobs import CLEANUP, WEEKLY_REPORT
+from viral_clips.jobs import CLEANUP, CUBE_STATS, WEEKLY_REPORT
 from viral_clips.models import CleanupRun
 from viral_clips.monitoring import report_cleanup_to_sentry
 
@@ -65,3 +65,11 @@ def scheduled_cloudcube_cleanup(
 def send_weekly_report(self) -> dict:
     """Mail ADMINS the week's cleanup runs and the cube's size (see viral_clips.reports)."""
     return reports.send_weekly_report_once(current_execution())
+
+
+@shared_task(name=CUBE_STATS.task, bind=True, acks_late=True)
+@scheduled_job(CUBE_STATS.entry)
+def refresh_cube_stats(self) -> dict:
+    """Measure the cube's size for the dashboard and the report (see viral_clips.cube_stats)."""
+    stats = cube_stats.refresh_cube_stats()
+    return {"objects": stats.objects, "bytes": stats.bytes}

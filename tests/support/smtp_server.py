@@ -1,7 +1,11 @@
 """A small real SMTP server on 127.0.0.1 for tests (RFC 5321 subset, no TLS).
 
 It speaks enough SMTP for smtplib and Django's SMTP backend: EHLO/HELO, MAIL,
-RCPT, DATA, RSET, NOOP, QUIT, and keeps every message it accepts.
+RCPT, DATA, RSET, NOOP, QUIT, and keeps every message it accepts. With
+`refuse_auth=True` it advertises ``AUTH PLAIN LOGIN`` and answers the whole
+exchange as a mail server would, then ``535``: smtplib sends the credentials in
+base64 on the wire, fails and raises ``SMTPAuthenticationError``. Every line
+received is kept (`received`), so a test can show the credentials were sent.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ class Message:
 
 
 class SMTPServer:
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, *, refuse_auth: bool = False):
         self.port = port or free_port()
+        self.refuse_auth = refuse_auth
+        self.received: list[str] = []
         self.messages: list[Message] = []
         self.sessions = 0
         self._lock = threading.Lock()
@@ -36,20 +42,53 @@ class SMTPServer:
                 self.wfile.write(line.encode() + b"\r\n")
                 self.wfile.flush()
 
+            def read(self) -> str | None:
+                raw = self.rfile.readline(65536)
+                if not raw:
+                    return None
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                with owner._lock:
+                    owner.received.append(line)
+                return line
+
+            def refuse_login(self, line: str) -> bool:
+                """AUTH PLAIN / LOGIN answered to the end, then 535. False: hung up."""
+                parts = line.split()
+                mechanism = parts[1].upper() if len(parts) > 1 else ""
+                if mechanism == "PLAIN" and len(parts) < 3:
+                    self.reply("334 ")
+                    if self.read() is None:
+                        return False
+                elif mechanism == "LOGIN":
+                    if len(parts) < 3:
+                        self.reply("334 VXNlcm5hbWU6")  # "Username:"
+                        if self.read() is None:
+                            return False
+                    self.reply("334 UGFzc3dvcmQ6")  # "Password:"
+                    if self.read() is None:
+                        return False
+                self.reply("535 5.7.8 Authentication credentials invalid")
+                return True
+
             def handle(self) -> None:
                 with owner._lock:
                     owner.sessions += 1
                 self.reply("220 localhost koolclips test SMTP")
                 sender, recipients = "", []
                 while True:
-                    raw = self.rfile.readline()
-                    if not raw:
+                    line = self.read()
+                    if line is None:
                         return
-                    line = raw.decode(errors="replace").rstrip("\r\n")
                     verb = line.split(" ", 1)[0].upper()
                     if verb == "EHLO":
-                        self.wfile.write(b"250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                        auth = b"250-AUTH PLAIN LOGIN\r\n" if owner.refuse_auth else b""
+                        self.wfile.write(
+                            b"250-localhost\r\n" + auth + b"250-8BITMIME\r\n250 SMTPUTF8\r\n"
+                        )
                         self.wfile.flush()
+                    elif verb == "AUTH" and owner.refuse_auth:
+                        if not self.refuse_login(line):
+                            return
                     elif verb == "HELO":
                         self.reply("250 localhost")
                     elif verb == "MAIL":

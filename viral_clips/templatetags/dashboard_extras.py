@@ -50,3 +50,16 @@ def cleanup_scope() -> str:
         return ", ".join(cleanup_scope_labels())
     except ImproperlyConfigured as exc:  # the cleanup refuses to run too: say why
         return f"none ({exc})"
+
+
+@register.filter
+def duration_words(seconds: int | float | None) -> str:
+    """6 * 3600 -> "6 hours"; 90 -> "90 seconds"."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"

@@ -1,0 +1,216 @@
+"""/health/ against real processes: cheap under a flood, on time when Redis is
+black-holed, and down when the worker stops executing while its beat ticks.
+
+Real parts: the Procfile's `web` line (gunicorn) and `worker` line (celery with
+embedded beat), the suite's redis-server and local S3 server; Redis is
+black-holed by a TCP proxy that stops forwarding (tests/support/tcp_proxy.py)
+and S3 requests are counted on the wire by an HTTP proxy in front of the S3
+server (tests/support/counting_proxy.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from devstack.ports import free_port
+from devstack.procinfo import wait_for
+from tests.settings import TEST_BUCKET, TEST_CUBE
+from tests.support.broker import queued_messages
+from tests.support.counting_proxy import CountingProxy
+from tests.support.processes import ProcfileProcess
+from tests.support.tcp_proxy import BlackholeProxy
+
+pytestmark = pytest.mark.processes
+
+
+def get_health(port: int, timeout: float = 10) -> tuple[int, dict, float]:
+    """(status, body, seconds it took) of one GET /health/."""
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(  # noqa: S310 - local test server
+            f"http://127.0.0.1:{port}/health/", timeout=timeout
+        ) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    return status, json.loads(raw), time.monotonic() - started
+
+
+def start_web(env: dict[str, str], log) -> tuple[ProcfileProcess, int]:
+    """The Procfile's web line (two gunicorn workers), once it answers."""
+    port = free_port()
+    web = ProcfileProcess("web", dict(env, PORT=str(port), WEB_CONCURRENCY="2"), log).start()
+
+    def answers() -> bool:
+        try:
+            # Not /health/: the first health request is part of what is measured.
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5)  # noqa: S310
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    assert wait_for(answers, timeout=60, step=0.3), web.output()
+    return web, port
+
+
+def test_a_flood_of_200_requests_costs_at_most_one_s3_call_per_cache_interval(
+    worker_env, redis_client, cube, s3_server, tmp_path
+):
+    interval = 5
+    with CountingProxy(s3_server.port) as s3_proxy:
+        env = dict(
+            worker_env,
+            HEALTH_CACHE_SECONDS=str(interval),
+            CLOUDCUBE_URL=s3_proxy.url(f"/{TEST_BUCKET}/{TEST_CUBE}"),
+        )
+        web, port = start_web(env, tmp_path / "web.log")
+        try:
+            go = threading.Barrier(200)
+            answers: list[tuple[int, dict, float]] = []
+
+            def one() -> None:
+                go.wait()
+                answers.append(get_health(port, timeout=30))
+
+            threads = [threading.Thread(target=one) for _ in range(200)]
+            started = time.monotonic()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            took = time.monotonic() - started
+            s3_calls = s3_proxy.requests(since=started)
+        finally:
+            web.stop()
+
+    assert len(answers) == 200
+    # Every answer is a real health report, and it did reach S3.
+    assert all(body["checks"]["cloudcube"] == {"ok": True} for _, body, _ in answers)
+    assert all(status in (200, 503) for status, _, _ in answers)
+    budget = math.floor(took / interval) + 1
+    assert 1 <= len(s3_calls) <= budget, (len(s3_calls), took, s3_calls[:5])
+
+
+def test_503_within_2_s_while_redis_is_black_holed(worker_env, redis_client, cube, tmp_path):
+    proxy = BlackholeProxy(redis_client.connection_pool.connection_kwargs["port"]).start()
+    env = dict(
+        worker_env,
+        HEALTH_CACHE_SECONDS="1",
+        REDIS_URL=f"redis://{proxy.url_host_port}/0",
+    )
+    web, port = start_web(env, tmp_path / "web.log")
+    try:
+        status, body, _ = get_health(port)
+        assert body["checks"]["redis"] == {"ok": True}, body  # through the proxy
+
+        proxy.blackhole()
+        time.sleep(1.2)  # the cached answer from before has expired
+        answers = [get_health(port) for _ in range(4)]
+    finally:
+        web.stop()
+        proxy.stop()
+
+    for status, body, seconds in answers:
+        assert seconds < 2.0, (seconds, body)
+        assert status == 503
+        assert body["status"] == "unavailable"
+        assert body["checks"]["redis"]["ok"] is False
+        assert body["checks"]["database"] == {"ok": True}
+        assert body["checks"]["cloudcube"] == {"ok": True}
+
+
+def beat_child_pid(redis_client) -> int | None:
+    raw = redis_client.hget("koolclips:redbeat::holder", "pid")
+    return int(raw) if raw else None
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def test_503_within_two_canary_periods_when_the_worker_stops_executing_while_beat_ticks(
+    client, worker_env, redis_client, cube, tmp_path, settings
+):
+    """The consumer is stopped by SIGSTOPping the worker's pool children only.
+
+    Remote control is off (no `cancel_consumer`). With the pool frozen the main
+    process takes its prefetch (2 messages) and then consumes nothing more,
+    while its embedded beat child keeps ticking and sending: from outside, the
+    known failure exactly - tasks pile up in the broker, beat looks alive.
+    """
+    period, loop, cache = 2, 1, 1
+    settings.HEALTH_CANARY_INTERVAL = period
+    settings.HEALTH_CANARY_MAX_AGE = 2 * period + loop  # as settings.py derives it
+    settings.HEALTH_SCHEDULER_MAX_AGE = 3 * loop
+    settings.HEALTH_CACHE_SECONDS = cache
+    env = dict(
+        worker_env,
+        HEALTH_CANARY_INTERVAL=str(period),
+        BEAT_MAX_LOOP_INTERVAL=str(loop),
+        REDBEAT_LOCK_TIMEOUT="4",
+    )
+
+    def health() -> tuple[int, dict]:
+        response = client.get("/health/")
+        return response.status_code, response.json()
+
+    worker = ProcfileProcess("worker", env, tmp_path / "worker.log").start()
+    frozen: set[int] = set()
+    try:
+        assert wait_for(lambda: health()[0] == 200, timeout=60, step=0.25), (
+            health(),
+            worker.output()[-3000:],
+        )
+        beat = beat_child_pid(redis_client)
+        assert beat in children_of(worker.pid)
+        frozen = children_of(worker.pid) - {beat}
+        assert len(frozen) == 2, frozen  # --concurrency 2
+
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        assert wait_for(lambda: health()[0] == 503, timeout=4 * period + 10, step=0.2)
+        waited = time.monotonic() - stopped
+        status, body = health()
+        # Within two canary periods (plus one beat loop, the cache and polling).
+        assert waited <= 2 * period + loop + cache + 1, waited
+        assert body["checks"]["worker"]["ok"] is False
+        assert body["checks"]["worker"]["error"].startswith("no worker ran the canary")
+        # Beat still ticks and still sends: the canaries wait in the broker.
+        assert body["checks"]["scheduler"]["ok"] is True
+        assert wait_for(
+            lambda: any(
+                m["task"] == "scheduling.tasks.canary" for m in queued_messages(redis_client)
+            ),
+            timeout=2 * period,
+        )
+
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = set()
+        assert wait_for(lambda: health()[0] == 200, timeout=2 * period + loop + cache + 5)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        worker.stop()
