@@ -26,6 +26,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from devstack.background_server import BackgroundServer
 from devstack.ports import free_port
 
 _QUIET = re.compile(rb"<Quiet>\s*true\s*</Quiet>", re.IGNORECASE)
@@ -35,7 +36,7 @@ _DELETED = re.compile(rb"<Deleted>.*?</Deleted>", re.DOTALL)
 DeleteVerdict = tuple[int, str, str] | None
 
 
-class S3LatencyProxy:
+class S3LatencyProxy(BackgroundServer):
     def __init__(
         self,
         target_port: int,
@@ -72,22 +73,7 @@ class S3LatencyProxy:
         class Handler(_ProxyHandler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="s3-latency", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> S3LatencyProxy:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return self._serve(ThreadingHTTPServer(("127.0.0.1", self.port), Handler), "s3-latency")
 
 
 def _operation(method: str, target: str) -> str:

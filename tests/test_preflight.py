@@ -81,8 +81,11 @@ EXPECTED_LINES = {
     "cloudcube_list",
     "cloudcube_write_delete",
     "scheduler",
+    # One line per registered job.
     "schedule:scheduled-cloudcube-cleanup",
     "schedule:weekly-report",
+    "schedule:refresh-cube-stats",
+    "schedule:worker-canary",
     "sentry",
     "mail_admins",
     "smtp",
@@ -145,7 +148,7 @@ def test_all_green_then_each_fault_turns_exactly_its_line_red(
     assert text.returncode == 1
     assert "✗ redis_eviction: maxmemory-policy is allkeys-lru" in text.stdout
     assert "    fix: heroku redis:maxmemory <addon> --policy noeviction" in text.stdout
-    assert "1 of 13 checks failed." in text.stdout
+    assert f"1 of {len(EXPECTED_LINES)} checks failed." in text.stdout
 
     # A bucket policy that denies DeleteObject in the cube.
     s3_server.deny_deletes(TEST_BUCKET, ["testcube/*"])

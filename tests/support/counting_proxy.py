@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from devstack.background_server import BackgroundServer
 from devstack.ports import free_port
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection"}
@@ -28,7 +29,7 @@ class Seen:
     query: str
 
 
-class CountingProxy:
+class CountingProxy(BackgroundServer):
     def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
         self.target = (target_host, target_port)
         self.port = free_port()
@@ -79,19 +80,4 @@ class CountingProxy:
             def log_message(self, format: str, *args) -> None:  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> CountingProxy:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return self._serve(ThreadingHTTPServer(("127.0.0.1", self.port), Handler))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from devstack.background_server import BackgroundServer
 from devstack.ports import free_port
 
 PUBLIC_KEY = "0123456789abcdef0123456789abcdef"
@@ -129,7 +130,7 @@ def pid_of_peer(peer_port: int, local_port: int) -> int | None:
     return None
 
 
-class SentryCollector:
+class SentryCollector(BackgroundServer):
     """An HTTP server on 127.0.0.1 that answers like Sentry and stores envelopes."""
 
     def __init__(self, port: int | None = None):
@@ -138,7 +139,6 @@ class SentryCollector:
         self.rejected: list[tuple[str, str]] = []  # (path, reason) of anything unexpected
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def dsn(self) -> str:
@@ -178,17 +178,7 @@ class SentryCollector:
             def log_message(self, format: str, *args) -> None:  # noqa: A002
                 pass  # quiet test output
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        return self._serve(ThreadingHTTPServer(("127.0.0.1", self.port), Handler))
 
     def _reject(self, path: str, reason: str) -> None:
         with self._lock:
@@ -226,9 +216,3 @@ class SentryCollector:
             if result or time.monotonic() >= deadline:
                 return result
             time.sleep(interval)
-
-    def __enter__(self) -> SentryCollector:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -14,6 +14,7 @@ import socketserver
 import threading
 from dataclasses import dataclass
 
+from devstack.background_server import BackgroundServer
 from devstack.ports import free_port
 
 
@@ -24,7 +25,7 @@ class Message:
     data: bytes
 
 
-class SMTPServer:
+class SMTPServer(BackgroundServer):
     def __init__(self, port: int | None = None, *, refuse_auth: bool = False):
         self.port = port or free_port()
         self.refuse_auth = refuse_auth
@@ -117,19 +118,4 @@ class SMTPServer:
                         self.reply("502 Command not implemented")
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> SMTPServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return self._serve(socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler))
