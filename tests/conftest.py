@@ -22,6 +22,13 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that restart, freeze or flush it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
 def redis_client(redis_server: RedisServer):
     client = redis_server.client()
     client.flushall()

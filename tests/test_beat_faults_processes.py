@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 import pytest
 
 from devstack.procinfo import parent_of, wait_for
-from devstack.redis_server import RedisServer
-from tests.support.processes import ProcfileProcess
+from tests.support.processes import ProcfileProcess, WorkerDynos
 from tests.support.tcp_proxy import BlackholeProxy
 from viral_clips.models import CleanupRun
 
@@ -35,36 +34,26 @@ SLACK = 5
 
 
 @pytest.fixture
-def own_redis():
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
 def start_worker(worker_env, tmp_path, cube):
-    started: list[ProcfileProcess] = []
-
-    def start(redis_url: str, lock: int) -> ProcfileProcess:
-        env = dict(
+    dynos = WorkerDynos(
+        dict(
             worker_env,
-            REDIS_URL=redis_url,
             CLEANUP_SCHEDULE=f"{EVERY}s",
             BEAT_MAX_LOOP_INTERVAL=str(LOOP),
-            REDBEAT_LOCK_TIMEOUT=str(lock),
             REDIS_SOCKET_TIMEOUT="1",
             # kombu re-checks a silent BRPOP connection after this long: the
             # consumers come back soon after the black hole ends.
             REDIS_HEALTH_CHECK_INTERVAL="2",
             CELERY_WORKER_CONCURRENCY="1",
-            DYNO=f"worker.{len(started) + 1}",
-        )
-        worker = ProcfileProcess("worker", env, tmp_path / f"worker-{len(started) + 1}.log")
-        started.append(worker.start())
-        return worker
+        ),
+        tmp_path,
+    )
+
+    def start(redis_url: str, lock: int) -> ProcfileProcess:
+        return dynos.start(REDIS_URL=redis_url, REDBEAT_LOCK_TIMEOUT=str(lock))
 
     yield start
-    for worker in started:
-        worker.stop()
+    dynos.stop_all()
 
 
 def assert_no_slot_ran_twice() -> None:

@@ -16,9 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devstack.procinfo import wait_for
-from devstack.redis_server import RedisServer
 from scheduling.models import JobRun
-from tests.support.processes import ProcfileProcess
+from tests.support.processes import WorkerDynos
 
 pytestmark = pytest.mark.processes
 
@@ -27,33 +26,20 @@ EVERY = 10
 
 
 @pytest.fixture
-def own_redis():
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
 def start_worker(worker_env, own_redis, tmp_path, cube):
-    started: list[ProcfileProcess] = []
-
-    def start(extra_args: str = "") -> ProcfileProcess:
-        env = dict(
+    dynos = WorkerDynos(
+        dict(
             worker_env,
             REDIS_URL=own_redis.url,
             CLEANUP_SCHEDULE=f"{EVERY}s",
             BEAT_MAX_LOOP_INTERVAL="1",
             REDBEAT_LOCK_TIMEOUT="5",
             CELERY_WORKER_CONCURRENCY="1",
-            DYNO=f"worker.{len(started) + 1}",
-        )
-        log = tmp_path / f"worker-{len(started) + 1}.log"
-        worker = ProcfileProcess("worker", env, log, extra_args=extra_args)
-        started.append(worker.start())
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+        ),
+        tmp_path,
+    )
+    yield dynos.start
+    dynos.stop_all()
 
 
 def executions() -> Counter:

@@ -24,7 +24,7 @@ from devstack.procinfo import parent_of, wait_for
 from devstack.redis_server import RedisServer
 from scheduling.beat import SLOT_HEADER
 from scheduling.models import JobLease, JobRun
-from tests.support.processes import ROOT, ProcfileProcess, venv_path_env
+from tests.support.processes import ROOT, ProcfileProcess, WorkerDynos, venv_path_env
 from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun
 
@@ -35,32 +35,24 @@ CLEANUP_TASK = "viral_clips.tasks.scheduled_cloudcube_cleanup"
 
 
 @pytest.fixture
-def own_redis():
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
 def start_worker(worker_env, own_redis, tmp_path):
-    started: list[ProcfileProcess] = []
-
-    def start(**overrides: str) -> ProcfileProcess:
-        env = dict(
+    dynos = WorkerDynos(
+        dict(
             worker_env,
             REDIS_URL=own_redis.url,
             CLEANUP_SCHEDULE="1h",  # no scheduled run unless the test sends one
             WEEKLY_REPORT_SCHEDULE="0 9 * * 1",
-            DYNO=f"worker.{len(started) + 1}",
-        )
-        env.update(overrides)
-        worker = ProcfileProcess("worker", env, tmp_path / f"worker-{len(started) + 1}.log")
-        started.append(worker.start())
+        ),
+        tmp_path,
+    )
+
+    def start(**overrides: str) -> ProcfileProcess:
+        worker = dynos.start(**overrides)
         assert worker.wait_for_output("ready", timeout=60), worker.output()
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
+    dynos.stop_all()
 
 
 def seed(cube, expired: int, fresh: int = 3) -> None:

@@ -21,7 +21,7 @@ from redbeat.decoder import RedBeatJSONEncoder
 from devstack.procinfo import parent_of, wait_for
 from devstack.redis_server import RedisServer
 from scheduling.models import JobRun
-from tests.support.processes import ProcfileProcess
+from tests.support.processes import ProcfileProcess, WorkerDynos
 from viral_clips.models import CleanupRun
 
 pytestmark = pytest.mark.processes
@@ -34,32 +34,22 @@ SLACK = 4  # process start-up and a task's trip through the queue, on a loaded 2
 
 
 @pytest.fixture
-def own_redis():
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
 def start_worker(worker_env, own_redis, tmp_path, cube):
-    started: list[ProcfileProcess] = []
-
-    def start(schedule: str = f"{EVERY}s", redis: RedisServer | None = None) -> ProcfileProcess:
-        env = dict(
+    dynos = WorkerDynos(
+        dict(
             worker_env,
-            REDIS_URL=(redis or own_redis).url,
-            CLEANUP_SCHEDULE=schedule,
             BEAT_MAX_LOOP_INTERVAL=str(LOOP),
             REDBEAT_LOCK_TIMEOUT=str(LOCK),
             CELERY_WORKER_CONCURRENCY="1",
-            DYNO=f"worker.{len(started) + 1}",
-        )
-        worker = ProcfileProcess("worker", env, tmp_path / f"worker-{len(started) + 1}.log")
-        started.append(worker.start())
-        return worker
+        ),
+        tmp_path,
+    )
+
+    def start(schedule: str = f"{EVERY}s", redis: RedisServer | None = None) -> ProcfileProcess:
+        return dynos.start(REDIS_URL=(redis or own_redis).url, CLEANUP_SCHEDULE=schedule)
 
     yield start
-    for worker in started:
-        worker.stop()
+    dynos.stop_all()
 
 
 def executed() -> list[CleanupRun]:

@@ -91,3 +91,25 @@ class ProcfileProcess:
                 return True
             time.sleep(0.2)
         return False
+
+
+class WorkerDynos:
+    """Procfile worker dynos for one test, named worker.1, worker.2, … like
+    Heroku's; `stop_all()` at the end stops every one that was started."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self.env = env
+        self.log_dir = Path(log_dir)
+        self.started: list[ProcfileProcess] = []
+
+    def start(self, extra_args: str = "", **overrides: str) -> ProcfileProcess:
+        number = len(self.started) + 1
+        env = dict(self.env, DYNO=f"worker.{number}", **overrides)
+        log = self.log_dir / f"worker-{number}.log"
+        worker = ProcfileProcess("worker", env, log, extra_args=extra_args)
+        self.started.append(worker.start())
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()
