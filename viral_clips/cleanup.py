@@ -666,9 +666,17 @@ class _DeletePipeline:
             raise CleanupInterrupted(self.report.run_id)
 
     def drain(self) -> None:
-        """Wait for every batch in flight and account for it."""
+        """Wait for every batch in flight and account for it, even when
+        accounting one raises (a stop request from the progress callback):
+        every batch sent is counted before the first such error is raised."""
+        failure: BaseException | None = None
         while self.in_flight:
-            self._reap(block=True)
+            try:
+                self._reap(block=True)
+            except Exception as exc:  # noqa: BLE001 - re-raised once all are counted
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def _send(self, batch: list[tuple[str, int]]) -> None:
         if self.before_batch is not None:
@@ -698,12 +706,11 @@ class _DeletePipeline:
             self.in_flight.remove(item)
             try:
                 errors, throttled = item.future.result()
-            except Exception as exc:  # noqa: BLE001 - re-raised below, after accounting
+                if not throttled:
+                    self.window.succeeded()
+                self._account(item.batch, errors)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
                 failure = failure or exc
-                continue
-            if not throttled:
-                self.window.succeeded()
-            self._account(item.batch, errors)
         if failure is not None:
             raise failure
 
