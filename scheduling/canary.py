@@ -19,31 +19,13 @@ import time
 
 import redis
 from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from scheduling.app_redis import quick_redis
 
 logger = logging.getLogger(__name__)
 
 CANARY_TASK = "scheduling.tasks.canary"
 CANARY_KEY = "koolclips:health:canary"
-
-
-def quick_redis(timeout: float) -> redis.Redis:
-    """A client that gives up after `timeout` seconds, once: no retry.
-
-    redis-py 8 retries a timed-out command by default (a ping through a
-    black-holed connection with a 1 s timeout took 15.6 s to fail here).
-    """
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        # Connects on first use (a single-connection client connects here, in
-        # the constructor, outside the caller's error handling); close() ends it.
-        max_connections=1,
-        **(settings.REDIS_SSL_OPTIONS or {}),
-    )
 
 
 def record_canary(now: float | None = None) -> float:

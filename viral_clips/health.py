@@ -37,7 +37,8 @@ from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
 
-from scheduling.canary import last_canary, quick_redis
+from scheduling.app_redis import quick_redis
+from scheduling.canary import last_canary
 from viral_clips.models import CleanupRun
 
 logger = logging.getLogger(__name__)
