@@ -535,9 +535,11 @@ def wait_for_scheduler(seconds: float, every: float = 2.0) -> bool:
     while True:
         if check_scheduler()[0].ok:
             return True
-        if time.monotonic() + every > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return False
-        time.sleep(every)
+        # The last look is at the deadline itself, not up to `every` before it.
+        time.sleep(min(every, remaining))
 
 
 # --- all of it --------------------------------------------------------------------
