@@ -108,7 +108,7 @@ def child_main(mode: str) -> None:
     elif mode == "project":
         from viral_clips.cleanup import run_cleanup
 
-        report = run_cleanup(RETENTION_DAYS, client=client)
+        report = run_cleanup(RETENTION_DAYS)
         result = {"listed": report.objects_scanned, "deleted": report.files_deleted}
     elif mode == "naive":
         cutoff = datetime.now(UTC) - timedelta(days=RETENTION_DAYS)

@@ -14,7 +14,7 @@ the same way (interpreter + Django set-up), timed from the outside:
 - list-only floor: one ListObjectsV2 pass over the cube, nothing else;
 - delete-only floor: DeleteObjects of the E expired keys (names known, no
   listing), 1,000 a request, one request at a time;
-- project: `manage.py cloudcube_cleanup` (whatever viral_clips/cleanup.py does
+- project: `manage.py cloudcube_cleanup` (whatever viral_clips/cleanup/ does
   today), its S3 requests counted at the stub against ceil(L/1000) + ceil(E/1000),
   its peak RSS (the child's own ru_maxrss, from wait4);
 - dashboard: the staff page (Django's test client in a child process) on the

@@ -231,12 +231,12 @@ REDIS_HEALTH_CHECK_INTERVAL = env.int(
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", 20, min=0)
 
 CLEANUP_SCHEDULE = env.schedule("CLEANUP_SCHEDULE", "0 2 * * *")
-# The same bounds the cleanup itself enforces (viral_clips/cleanup.py): a bad
+# The same bounds the cleanup itself enforces (viral_clips/cleanup/run.py): a bad
 # value stops start-up instead of failing every scheduled run.
 CLEANUP_RETENTION_DAYS = env.int("CLEANUP_RETENTION_DAYS", 5, min=1, max=3650, unit="days")
 # --- Cleanup scope and delete pipeline ---------------------------------------
 # What the cleanup may expire: always the clips' upload folder (derived from
-# Clip.file, viral_clips/cleanup.py), plus these cube-relative folders.
+# Clip.file, viral_clips/cleanup/scope.py), plus these cube-relative folders.
 # Unset: only the clips. Validated here so a typo stops start-up instead of
 # widening (or breaking) what gets deleted.
 CLEANUP_PREFIXES: tuple[str, ...] = ()
@@ -245,7 +245,7 @@ try:
 except CleanupPrefixesError as exc:
     env.error("CLEANUP_PREFIXES", str(exc))
 # DeleteObjects requests (1,000 keys each) in flight while listing goes on; a
-# SlowDown answer halves it for a while (viral_clips/cleanup.py).
+# SlowDown answer halves it for a while (viral_clips/cleanup/pipeline.py).
 CLEANUP_DELETES_IN_FLIGHT = env.int("CLEANUP_DELETES_IN_FLIGHT", 4, min=1, max=16)
 # The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
 WEEKLY_REPORT_SCHEDULE = env.schedule("WEEKLY_REPORT_SCHEDULE", "0 9 * * 1")

@@ -114,6 +114,10 @@ class Execution:
         return self.run.trigger
 
     @property
+    def task_id(self) -> str:
+        return self.run.task_id
+
+    @property
     def state(self) -> dict:
         """Checkpoints recorded by earlier attempts of this run (and this one)."""
         return dict(self.run.state or {})
@@ -131,6 +135,11 @@ class Execution:
             raise shutdown.StopRequested(f"{self.job.entry}: stop requested")
         if time.monotonic() - self._last_renewal < self.job.lease_seconds / 4:
             return
+        self.renew()
+
+    def fence(self) -> None:
+        """Before writing an outcome: raise LeaseLost unless this execution
+        still holds its job (renewing the lease on the way)."""
         self.renew()
 
     def renew(self) -> None:

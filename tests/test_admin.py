@@ -8,8 +8,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from tests.support.cleanup import run_cleanup
 from tests.support.runs import make_run
-from viral_clips.cleanup import WOULD_DELETE_SAMPLE_SIZE, run_cleanup
+from viral_clips.cleanup.pipeline import WOULD_DELETE_SAMPLE_SIZE
 from viral_clips.models import CleanupRun, Clip
 
 pytestmark = pytest.mark.django_db

@@ -10,12 +10,8 @@ import pytest
 from botocore.exceptions import BotoCoreError
 from django.utils import timezone
 
-from viral_clips.cleanup import (
-    MAX_RETENTION_DAYS,
-    CleanupInterrupted,
-    InvalidRetention,
-    run_cleanup,
-)
+from tests.support.cleanup import run_cleanup
+from viral_clips.cleanup import MAX_RETENTION_DAYS, CleanupInterrupted, InvalidRetention
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.s3 import cloudcube_client
 

@@ -11,8 +11,9 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from devstack.procinfo import wait_for
+from tests.support.cleanup import run_cleanup
 from tests.support.processes import ProcfileProcess
-from viral_clips.cleanup import CleanupBookkeepingFailed, run_cleanup
+from viral_clips.cleanup import CleanupBookkeepingFailed
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.s3 import cloudcube_client
 from viral_clips.tasks import scheduled_cloudcube_cleanup

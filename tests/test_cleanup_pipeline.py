@@ -17,7 +17,9 @@ from django.utils import timezone
 
 from config.cloudcube import parse_cloudcube_url
 from devstack.latency_proxy import S3LatencyProxy
-from viral_clips.cleanup import CleanupInterrupted, DeleteWindow, run_cleanup
+from tests.support.cleanup import run_cleanup
+from viral_clips.cleanup import CleanupInterrupted
+from viral_clips.cleanup.pipeline import DeleteWindow
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.s3 import cloudcube_client
 

@@ -11,7 +11,8 @@ import pytest
 from django.utils import timezone
 
 from config.cloudcube import CleanupPrefixesError, parse_cleanup_prefixes
-from viral_clips.cleanup import cleanup_scope_labels, cleanup_scopes, run_cleanup
+from tests.support.cleanup import run_cleanup
+from viral_clips.cleanup import cleanup_scope_labels, cleanup_scopes
 from viral_clips.models import Clip
 from viral_clips.s3 import cloudcube_client
 

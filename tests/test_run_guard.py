@@ -25,7 +25,9 @@ from scheduling import guard, ledger
 from scheduling.beat import SLOT_HEADER
 from scheduling.models import JobLease, JobRun
 from scheduling.shutdown import StopRequested
+from tests.support.cleanup import run_cleanup
 from tests.support.processes import ProcfileProcess
+from viral_clips.cleanup import CleanupInterrupted
 from viral_clips.jobs import CLEANUP, WEEKLY_REPORT
 from viral_clips.models import CleanupRun
 from viral_clips.tasks import scheduled_cloudcube_cleanup
@@ -244,7 +246,7 @@ def test_release_never_masks_the_runs_outcome(cube, redis_client, monkeypatch):
         monkeypatch.setattr(guard, "db_retry", broken)  # from here on, every write fails
         raise StopRequested("stop")
 
-    monkeypatch.setattr("viral_clips.tasks.run_guarded_cleanup", stop_now)
+    monkeypatch.setattr("viral_clips.tasks.run_cleanup", stop_now)
     outcome = scheduled_cloudcube_cleanup.apply(
         task_id=str(uuid.uuid4()), headers={SLOT_HEADER: SLOT.isoformat()}
     )
@@ -362,15 +364,11 @@ def test_a_catch_up_send_is_recorded_as_such(cube, redis_client):
 def test_a_dead_workers_cleanup_is_marked_abandoned_and_resumed_by_its_redelivery(
     cube, redis_client
 ):
-    from viral_clips.cleanup import CleanupInterrupted, run_cleanup
-
     for i in range(2500):
         cube.put(f"testcube/public/clips/{i:04d}.mp4", age=OLD)
     first = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
     with pytest.raises(CleanupInterrupted):  # one batch deleted, then the worker "dies"
-        run_cleanup(
-            5, task_id="t-1", scheduled_for=SLOT, job_run=first.run, should_stop=lambda: True
-        )
+        run_cleanup(5, task_id="t-1", job_run=first.run, should_stop=lambda: True)
     CleanupRun.objects.update(status="running")  # SIGKILL: nothing recorded the stop
     lapse(first)
 

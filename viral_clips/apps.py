@@ -7,6 +7,15 @@ class ViralClipsConfig(AppConfig):
     verbose_name = "Viral clips"
 
     def ready(self) -> None:
-        # run_now connects the task_postrun handler that frees the Run now
-        # buttons; cleanup the ledger's runs_abandoned receiver for CleanupRun.
-        from viral_clips import cleanup, run_now  # noqa: F401
+        from celery.signals import task_postrun
+
+        from scheduling.ledger import runs_abandoned
+        from viral_clips import run_now
+        from viral_clips.cleanup.books import mark_cleanup_runs_abandoned
+
+        # A finished cleanup task frees the Run now buttons.
+        task_postrun.connect(run_now.cleanup_finished, dispatch_uid="koolclips-run-now-finished")
+        # A cleanup whose worker died says so in its CleanupRun too.
+        runs_abandoned.connect(
+            mark_cleanup_runs_abandoned, dispatch_uid="koolclips-cleanup-abandoned"
+        )

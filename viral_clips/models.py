@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from scheduling.models import JobRun
+
 
 class Clip(models.Model):
     title = models.CharField(max_length=200)
@@ -37,22 +39,27 @@ class CleanupRun(models.Model):
         MANUAL = "manual", "Manual"
         COMMAND = "command", "Command"
 
-    class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        PARTIAL = "partial", "Partial"
-        FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped"
-        # Stopped by Ctrl-C / SIGTERM / SIGHUP (a command run), or found with a
-        # lapsed lease (its worker died) and not resumed yet.
-        INTERRUPTED = "interrupted", "Interrupted"
-        ABANDONED = "abandoned", "Abandoned"
+    # A cleanup run's status is a run status; only the ledger's row waits
+    # (queued, deferred) before a CleanupRun exists.
+    Status = JobRun.Status
+    STATUS_CHOICES = [
+        (s.value, s.label)
+        for s in (
+            Status.RUNNING,
+            Status.SUCCEEDED,
+            Status.PARTIAL,
+            Status.FAILED,
+            Status.SKIPPED,
+            Status.INTERRUPTED,
+            Status.ABANDONED,
+        )
+    ]
 
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     retention_days = models.PositiveIntegerField()
     dry_run = models.BooleanField(default=False)
     status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True
+        max_length=16, choices=STATUS_CHOICES, default=Status.RUNNING, db_index=True
     )
     cube = models.CharField(max_length=128, blank=True)
     objects_scanned = models.PositiveIntegerField(default=0)

@@ -120,7 +120,7 @@ def render_weekly_report(report: WeeklyReport) -> tuple[str, str]:
         "By status:     "
         + ", ".join(
             f"{label.lower()} {report.status_counts.get(value, 0)}"
-            for value, label in CleanupRun.Status.choices
+            for value, label in CleanupRun.STATUS_CHOICES
         ),
         f"Files deleted: {report.files_deleted:,}",
         f"MB freed:      {report.mb_freed:,.1f} MB",

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import redis
-from celery.signals import task_postrun
 from django.conf import settings
 from django.utils import timezone
 
@@ -201,9 +200,9 @@ def release_pending(task_id: str) -> bool:
         return bool(client.eval(_RELEASE_SCRIPT, 1, PENDING_KEY, task_id))
 
 
-@task_postrun.connect(dispatch_uid="koolclips-run-now-finished")
-def _cleanup_finished(sender=None, task_id: str | None = None, **kwargs) -> None:
-    """In the worker: a cleanup task ended (any outcome). Free the buttons.
+def cleanup_finished(sender=None, task_id: str | None = None, **kwargs) -> None:
+    """`task_postrun` receiver (apps.py), in the worker: a cleanup task ended
+    (any outcome). Free the buttons.
     (The cube's size needs nothing: the finished run's row is its newest measurement.)"""
     if getattr(sender, "name", None) != CLEANUP_TASK:
         return

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
 
 from scheduling.guard import current_execution, scheduled_job
 from viral_clips import cube_stats, reports
-from viral_clips.cleanup import run_guarded_cleanup
+from viral_clips.cleanup import retention_or_default, run_cleanup
 from viral_clips.jobs import CLEANUP, CUBE_STATS, WEEKLY_REPORT
 from viral_clips.models import CleanupRun
 from viral_clips.monitoring import report_cleanup_to_sentry
@@ -35,13 +34,12 @@ def scheduled_cloudcube_cleanup(
     trigger: str = CleanupRun.Trigger.SCHEDULE,
 ) -> dict:
     """Delete clip files older than `retention_days` (default CLEANUP_RETENTION_DAYS)."""
-    if retention_days is None:
-        retention_days = settings.CLEANUP_RETENTION_DAYS
+    retention_days = retention_or_default(retention_days)
     # "scheduled" only for the schedule's own runs; a press of Run now says "manual".
     kind = "scheduled" if trigger == CleanupRun.Trigger.SCHEDULE else str(trigger)
     logger.info("Starting %s Cloudcube cleanup (retention: %s days)", kind, retention_days)
-    report = run_guarded_cleanup(
-        current_execution(), retention_days, dry_run=dry_run, trigger=trigger
+    report = run_cleanup(
+        retention_days, dry_run=dry_run, trigger=trigger, context=current_execution()
     )
     logger.info(
         "%s cleanup completed: %s %d files (%.2f MB), retained %d recent clips",

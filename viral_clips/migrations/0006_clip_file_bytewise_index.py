@@ -1,7 +1,7 @@
 """An index on Clip.file in byte order, for the cleanup's reconcile (PostgreSQL only).
 
 The reconcile compares file names byte-wise, as S3 orders keys
-(`viral_clips.cleanup._bytewise`: COLLATE "C" on PostgreSQL), which the
+(`viral_clips.cleanup.books.bytewise`: COLLATE "C" on PostgreSQL), which the
 default-collation index on `file` cannot serve. Built CONCURRENTLY, so a live
 deploy's release phase never locks the table; SQLite's default collation is
 already byte-wise and its existing index serves.

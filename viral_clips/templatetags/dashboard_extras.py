@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from django import template
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
+
+from viral_clips.cleanup import cleanup_scope_labels
 
 register = template.Library()
 
@@ -42,10 +45,6 @@ def until(value: datetime | None, now: datetime | None = None) -> str:
 @register.simple_tag
 def cleanup_scope() -> str:
     """The folders the cleanup may delete in, cube-relative ("public/clips/")."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from viral_clips.cleanup import cleanup_scope_labels
-
     try:
         return ", ".join(cleanup_scope_labels())
     except ImproperlyConfigured as exc:  # the cleanup refuses to run too: say why

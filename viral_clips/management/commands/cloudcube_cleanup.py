@@ -9,18 +9,40 @@ from __future__ import annotations
 
 import sys
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from scheduling import guard, shutdown
+from scheduling.guard import Execution
 from scheduling.models import JobRun
-from viral_clips.cleanup import InvalidRetention, run_cleanup, validate_retention_days
+from viral_clips.cleanup import InvalidRetention, retention_or_default, run_cleanup
 from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun
 
 EXIT_REFUSED = 3
 EXIT_INTERRUPTED = 130
+
+
+class _WithProgressBar:
+    """The command's execution as the cleanup's RunContext, drawing the bar."""
+
+    def __init__(self, execution: Execution, bar: tqdm, dry_run: bool):
+        self.execution = execution
+        self.run = execution.run
+        self.task_id = execution.task_id
+        self.bar = bar
+        self.label = "would delete" if dry_run else "deleted"
+
+    def progress(self, scanned: int, deleted: int) -> None:
+        self.execution.progress()
+        self.bar.update(scanned - self.bar.n)
+        self.bar.set_postfix({self.label: deleted})
+
+    def should_stop(self) -> bool:
+        return self.execution.should_stop()
+
+    def fence(self) -> None:
+        self.execution.fence()
 
 
 class Command(BaseCommand):
@@ -43,9 +65,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, retention_days: int | None, dry_run: bool, **options) -> None:
-        retention = settings.CLEANUP_RETENTION_DAYS if retention_days is None else retention_days
         try:
-            retention = validate_retention_days(retention)
+            retention = retention_or_default(retention_days)
         except InvalidRetention as exc:
             raise CommandError(str(exc)) from exc
         # A progress bar on a terminal only: logs and pipes get the summary.
@@ -57,20 +78,11 @@ class Command(BaseCommand):
         )
         try:
             with shutdown.stop_on_signals(), guard.execution(CLEANUP) as execution:
-
-                def progress(scanned: int, deleted: int) -> None:
-                    execution.progress()
-                    bar.update(scanned - bar.n)
-                    bar.set_postfix({"would delete" if dry_run else "deleted": deleted})
-
                 report = run_cleanup(
                     retention,
                     dry_run=dry_run,
                     trigger=CleanupRun.Trigger.COMMAND,
-                    progress=progress,
-                    should_stop=execution.should_stop,
-                    job_run=execution.run,
-                    fence=execution.renew,
+                    context=_WithProgressBar(execution, bar, dry_run),
                 )
                 execution.finish(report.status)
         except guard.Refused as exc:
