@@ -34,11 +34,16 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
+from multiprocessing.util import Finalize
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import sentry_sdk
 from celery.signals import beat_init, worker_process_init
+from sentry_sdk.integrations.celery import CeleryIntegration
+from sentry_sdk.integrations.django import DjangoIntegration
+from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
 logger = logging.getLogger(__name__)
@@ -203,11 +208,6 @@ def init_sentry(
     scrubber = SecretScrubber(secrets, credential_pairs)
 
     def build_options() -> dict:
-        from sentry_sdk.integrations.celery import CeleryIntegration
-        from sentry_sdk.integrations.django import DjangoIntegration
-        from sentry_sdk.integrations.logging import LoggingIntegration
-        from sentry_sdk.integrations.redis import RedisIntegration
-
         return {
             "dsn": dsn,
             "environment": environment,
@@ -234,6 +234,9 @@ def init_sentry(
 
     sentry_sdk.init(**build_options())
     _build_options = build_options
+    # Every process Celery forks later starts a client of its own.
+    worker_process_init.connect(_init_pool_child, weak=False, dispatch_uid="koolclips-sentry")
+    beat_init.connect(_init_beat_child, weak=False, dispatch_uid="koolclips-sentry")
     _initialised_pid = os.getpid()
     return True
 
@@ -253,18 +256,12 @@ def reinit_in_forked_child(process: str) -> bool:
     return True
 
 
-@worker_process_init.connect
 def _init_pool_child(**kwargs) -> None:
     reinit_in_forked_child("celery-pool")
 
 
-@beat_init.connect
 def _init_beat_child(sender=None, **kwargs) -> None:
-    # Connected when settings load, before RedBeat's own beat_init receiver
-    # (which blocks until it holds the lock), so a standby beat reports too.
     if reinit_in_forked_child("celery-beat"):
-        from multiprocessing.util import Finalize
-
         # billiard ends the beat child with os._exit(): no atexit handler runs,
         # but its exit function runs these finalizers, also after an exception.
         Finalize(None, _report_beat_exit, exitpriority=100)

@@ -5,3 +5,8 @@ class SchedulingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "scheduling"
     verbose_name = "Scheduling"
+
+    def ready(self) -> None:
+        from scheduling import signals
+
+        signals.connect()

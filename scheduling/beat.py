@@ -18,8 +18,12 @@ processes run. On top of it this scheduler
   stuck in a call is replaced;
 * records who holds the lock and when it last ticked (`<prefix>:holder`), for
   `manage.py beat_status`, the dashboard and /health/;
-* stamps every task it sends with the slot it belongs to (header
-  `scheduled_for`), so the task can refuse to run one slot twice.
+* installs the registry's entries (`registry.beat_entries()`) when it takes
+  the lock, and stamps every task it sends with the slot it belongs to
+  (scheduling/headers.py), so the task can refuse to run one slot twice.
+
+RedBeat's own lock receiver (`acquire_distributed_beat_lock` on beat_init) is
+disconnected in scheduling/signals.py: the lock is taken in `tick`.
 """
 
 from __future__ import annotations
@@ -32,31 +36,20 @@ import time
 from datetime import UTC, datetime
 
 from celery.beat import ScheduleEntry
-from celery.signals import beat_embedded_init, beat_init
-from redbeat.schedulers import (
-    LUA_EXTEND_TO_SCRIPT,
-    RedBeatScheduler,
-    acquire_distributed_beat_lock,
-    get_redis,
-)
+from celery.fixups.django import _maybe_close_fd
+from django.db import close_old_connections, connections
+from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, RedBeatScheduler, get_redis
 from redis.exceptions import LockError, RedisError
 
-from scheduling import heartbeat, slots
+from scheduling import catchup, headers, heartbeat, registry, slots, status
+from scheduling.db import db_retry
 
 logger = logging.getLogger("celery.beat")
 
-SLOT_HEADER = "scheduled_for"
 # Seconds between attempts while Redis does not answer and the lock has time left.
 RETRY_AFTER = 1.0
 # Ticks on which a failing catch-up (database down) is tried before giving up on it.
 CATCH_UP_ATTEMPTS = 5
-
-# The lock is taken in KoolclipsScheduler.tick (see the module docstring).
-beat_init.disconnect(acquire_distributed_beat_lock)
-
-
-def holder_key(app) -> str:
-    return app.redbeat_conf.key_prefix + ":holder"
 
 
 def scheduled_slot(entry: ScheduleEntry, now: datetime | None = None) -> datetime:
@@ -66,12 +59,12 @@ def scheduled_slot(entry: ScheduleEntry, now: datetime | None = None) -> datetim
     return slots.slot_for(entry.schedule, entry.last_run_at, now or datetime.now(UTC))
 
 
-def _with_headers(entry: ScheduleEntry, headers: dict) -> ScheduleEntry:
-    """A copy of `entry` sending `headers` (the entry itself is left alone;
+def _with_headers(entry: ScheduleEntry, sending: dict) -> ScheduleEntry:
+    """A copy of `entry` sending `sending` (the entry itself is left alone;
     copy.copy cannot rebuild a RedBeat entry from ScheduleEntry's __reduce__)."""
     sent = object.__new__(type(entry))
     sent.__dict__.update(entry.__dict__)
-    sent.options = {**entry.options, "headers": headers}
+    sent.options = {**entry.options, "headers": sending}
     return sent
 
 
@@ -195,11 +188,14 @@ class KoolclipsScheduler(RedBeatScheduler):
         self._installed = True
         try:
             client = get_redis(self.app)
+            # The entries as the registry declares them now (RedBeat reads them
+            # from beat_schedule in setup_schedule).
+            self.app.conf.beat_schedule = registry.beat_entries()
             names = list(self.app.redbeat_conf.schedule)
             keys = [self.Entry.generate_key(self.app, name) for name in names]
             fresh = {n for n, k in zip(names, keys, strict=True) if not client.exists(k)}
             self.setup_schedule()
-            client.delete(holder_key(self.app))
+            client.delete(status.holder_key(self.app))
             self._record_tick()
         except BaseException:
             self._installed = False  # try again on the next tick
@@ -240,12 +236,12 @@ class KoolclipsScheduler(RedBeatScheduler):
 
     # --- sending --------------------------------------------------------------
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
-        headers = dict(entry.options.get("headers") or {})
+        carried = dict(entry.options.get("headers") or {})
         slot = None
-        if SLOT_HEADER not in headers:
+        if headers.SLOT not in carried:
             slot = scheduled_slot(entry)
-            headers[SLOT_HEADER] = slot.isoformat()
-        sent = _with_headers(entry, headers)
+            carried.update(headers.for_slot(slot))
+        sent = _with_headers(entry, carried)
         # Sent first, advanced after (Celery advances first): a send that fails
         # (broker down) leaves the entry due, and the next tick sends the same
         # slot again instead of losing it. Advanced *to the slot*, so the next
@@ -261,12 +257,6 @@ class KoolclipsScheduler(RedBeatScheduler):
     def _catch_up(self, fresh: set[str]) -> None:
         """Align entries RedBeat just created, then send what the ledger says
         is missing (scheduling/catchup.py)."""
-        from django.db import close_old_connections
-
-        from scheduling import catchup, registry
-        from scheduling.db import db_retry
-        from scheduling.guard import TRIGGER_HEADER
-
         close_old_connections()
         now = datetime.now(UTC)
         for name in fresh:
@@ -291,8 +281,7 @@ class KoolclipsScheduler(RedBeatScheduler):
                 entry,
                 {
                     **(entry.options.get("headers") or {}),
-                    SLOT_HEADER: item.slot.isoformat(),
-                    TRIGGER_HEADER: "catch_up",
+                    **headers.for_slot(item.slot, catch_up=True),
                 },
             )
             self.apply_async(sent, producer=self.producer, advance=False)
@@ -324,7 +313,7 @@ class KoolclipsScheduler(RedBeatScheduler):
         if self.lock is None:
             return
         client = get_redis(self.app)
-        key = holder_key(self.app)
+        key = status.holder_key(self.app)
         now = time.time()
         with client.pipeline() as pipe:
             pipe.hsetnx(key, "acquired_at", now)
@@ -342,20 +331,16 @@ class KoolclipsScheduler(RedBeatScheduler):
 
     def _forget_holder(self) -> None:
         try:
-            get_redis(self.app).delete(holder_key(self.app))
+            get_redis(self.app).delete(status.holder_key(self.app))
         except RedisError:
             pass
 
 
-@beat_embedded_init.connect(weak=False)
-def _drop_inherited_db_connections(**kwargs) -> None:
-    # The embedded beat is forked from the worker: a database connection the
-    # worker had open is a socket shared with it. Drop it without a word on the
-    # wire (closing it would end the worker's session too), as Celery does for
-    # its pool children; catch-up opens its own.
-    from celery.fixups.django import _maybe_close_fd
-    from django.db import connections
-
+def drop_inherited_db_connections(**kwargs) -> None:
+    """`beat_embedded_init` receiver. The embedded beat is forked from the
+    worker: a database connection the worker had open is a socket shared with
+    it. Drop it without a word on the wire (closing it would end the worker's
+    session too), as Celery does for its pool children; catch-up opens its own."""
     for conn in connections.all(initialized_only=True):
         if conn.connection is not None:
             _maybe_close_fd(conn.connection)
@@ -364,15 +349,12 @@ def _drop_inherited_db_connections(**kwargs) -> None:
 
 def _log_schedule() -> None:
     """One line per registered job when a beat starts scheduling: what runs when."""
-    from scheduling import registry
-    from scheduling.status import job_status
-
     now = datetime.now(UTC)
     for job in registry.jobs():
         try:
-            status = job_status(job, now, with_ledger=False)
+            line = status.job_status(job, now, with_ledger=False)
         except Exception as exc:  # noqa: BLE001 - a log line must never stop beat
             logger.info("beat: %s: schedule unknown (%s)", job.entry, type(exc).__name__)
             continue
-        when = f"{status.next_run_at:%Y-%m-%d %H:%M:%S} UTC" if status.next_run_at else "unknown"
-        logger.info("beat: %s runs %s; next run %s", job.entry, status.schedule_words, when)
+        when = f"{line.next_run_at:%Y-%m-%d %H:%M:%S} UTC" if line.next_run_at else "unknown"
+        logger.info("beat: %s runs %s; next run %s", job.entry, line.schedule_words, when)

@@ -24,7 +24,6 @@ from scheduling.app_redis import quick_redis
 
 logger = logging.getLogger(__name__)
 
-CANARY_TASK = "scheduling.tasks.canary"
 CANARY_KEY = "koolclips:health:canary"
 
 

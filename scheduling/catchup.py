@@ -52,7 +52,7 @@ def latest_due_slot(job: Job, now: datetime) -> datetime | None:
     """The job's latest slot in (now - catch_up, now], or None."""
     if job.catch_up <= timedelta(0):
         return None
-    schedule = registry.schedule(job).celery_schedule
+    schedule = job.schedule().celery_schedule
     since = now - job.catch_up
     if isinstance(schedule, crontab):
         return slots.latest_due(schedule, since, now)
@@ -88,7 +88,7 @@ def aligned_last_run(job: Job, now: datetime) -> datetime:
     after a flush): the schedule's latest occurrence, so the entry itself sends
     nothing now - catch-up alone decides about that slot - and an interval
     keeps the ledger's grid."""
-    schedule = registry.schedule(job).celery_schedule
+    schedule = job.schedule().celery_schedule
     if isinstance(schedule, crontab):
         return slots.latest_in_window(schedule, now, timedelta(days=400)) or now
     anchor = latest_recorded_slot(job)

@@ -3,24 +3,22 @@
 Monitor slug = the job's beat entry name; its config follows the job's
 schedule setting and its registry settings (`monitor_config`).
 
-* The beat process sends ``in_progress`` the moment it dispatches a slot
-  (`before_task_publish`, any registered task), with the monitor's config, from
-  which Sentry creates or updates the monitor; the check-in id (from the task
-  id) and the time travel in the message headers.
-* The task sends ``ok`` or ``error`` under the same check-in id when it ends
-  (`monitored`, applied by scheduling.guard.scheduled_job). A redelivery has
-  the same task id, so it completes the same check-in. A run stopped for a
-  shutdown (re-queued) and a `deferred` slot (re-sent with the same headers)
-  leave it open: the delivery that finally runs closes it. A refused delivery
-  (`skipped`: already ran, a live duplicate, overlap) closes it ``ok``: the slot
-  was handled, and a check-in beat opened for it must not time out.
+* The beat process opens the check-in (``in_progress``, with the monitor's
+  config, from which Sentry creates or updates the monitor) the moment it
+  dispatches a slot (`start_scheduled_check_in`); the check-in id travels in
+  the message's headers (scheduling/headers.py).
+* The task closes it ``ok`` or ``error`` when it ends (`monitored`, which the
+  guard wraps every job in). A redelivery has the same task id and completes
+  the same check-in. A run re-queued for a shutdown and a `deferred` slot leave
+  it open: the delivery that finally runs closes it. A refused delivery
+  (`skipped`) closes it ``ok``: the slot was handled.
 * Sentry's servers raise a *missed* check-in when no run starts within the
   margin of a slot and a *timeout* when a started run has not ended within the
   maximum runtime: no process of ours has to be alive for that.
 
-A job may add its own context and events through `monitored(entry, ...)`'s
-hooks (the cleanup: viral_clips/monitoring.py). Manual runs (not dispatched by
-beat) carry no check-in id: no check-ins, the same events.
+A job adds its own context and events through `Hooks` (the cleanup:
+viral_clips/monitoring.py). Runs not dispatched by beat carry no check-in id:
+no check-ins, the same events.
 """
 
 from __future__ import annotations
@@ -32,13 +30,14 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sentry_sdk
 from celery.exceptions import Reject
-from celery.signals import beat_init, before_task_publish
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
+from scheduling import headers as message_headers
 from scheduling import registry
 from scheduling.registry import Job
 from scheduling.schedules import ParsedSchedule
@@ -46,9 +45,20 @@ from scheduling.shutdown import StopRequested
 
 logger = logging.getLogger(__name__)
 
-# Message headers beat adds to a dispatched run; the task reads them back.
-CHECK_IN_HEADER = "koolclips_check_in_id"
-STARTED_HEADER = "koolclips_check_in_started_at"
+
+@dataclass(frozen=True)
+class Hooks:
+    """A job's own Sentry additions (all optional, called only when Sentry is on):
+    `before(body, task, args, kwargs)` puts the job's context on the scope,
+    `on_error(task)` runs before the exception is reported, `on_result(result)`
+    may send a warning."""
+
+    before: Callable[..., None] | None = None
+    on_error: Callable[[Any], None] | None = None
+    on_result: Callable[[Any], None] | None = None
+
+
+NO_HOOKS = Hooks()
 
 
 def sentry_schedule(parsed: ParsedSchedule) -> dict:
@@ -94,7 +104,7 @@ def monitor_config(job: Job, parsed: ParsedSchedule | None = None) -> dict:
     job must succeed `recovery_threshold_frequent` times in a row, so a
     flapping job does not resolve and re-open its issue every other minute.
     """
-    parsed = parsed or registry.schedule(job)
+    parsed = parsed or job.schedule()
     period = schedule_period_minutes(parsed)
     margin = max(1, min(job.checkin_margin_minutes, period // 2))
     return {
@@ -113,18 +123,17 @@ def monitor_config(job: Job, parsed: ParsedSchedule | None = None) -> dict:
 _in_beat_process = False
 
 
-@beat_init.connect
-def _note_beat_process(**kwargs) -> None:
-    # Only the process running beat dispatches scheduled runs; in a worker with
-    # embedded beat that is the forked beat child, not the worker itself.
+def note_beat_process(**kwargs) -> None:
+    """`beat_init` receiver: only the process running beat dispatches scheduled
+    runs; in a worker with embedded beat that is the forked beat child."""
     global _in_beat_process
     _in_beat_process = True
 
 
-@before_task_publish.connect
 def start_scheduled_check_in(sender: str | None = None, headers: dict | None = None, **kwargs):
-    """In the beat process: open the run's check-in and tell the task its id."""
-    if not _in_beat_process or headers is None or headers.get(CHECK_IN_HEADER):
+    """`before_task_publish` receiver, in the beat process: open the run's
+    check-in and tell the task its id."""
+    if not _in_beat_process or headers is None or headers.get(message_headers.CHECK_IN):
         return
     job = registry.for_task(sender)
     if job is None or not job.monitor or not sentry_sdk.get_client().is_active():
@@ -136,8 +145,7 @@ def start_scheduled_check_in(sender: str | None = None, headers: dict | None = N
         status=MonitorStatus.IN_PROGRESS,
         monitor_config=monitor_config(job),
     )
-    headers[CHECK_IN_HEADER] = check_in_id
-    headers[STARTED_HEADER] = time.time()
+    message_headers.open_check_in(headers, check_in_id, time.time())
 
 
 def _check_in_id(task_id: str | None) -> str:
@@ -149,30 +157,21 @@ def _check_in_id(task_id: str | None) -> str:
 
 # --- task side: close the check-in --------------------------------------------
 def monitored(
-    entry: str,
-    *,
-    before: Callable[..., None] | None = None,
-    on_error: Callable[[Any], None] | None = None,
-    on_result: Callable[[Any], None] | None = None,
+    job: Job, hooks: Hooks = NO_HOOKS
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a bound task function to close its slot's check-in.
-
-    Hooks (all optional, only called when Sentry is on): `before(body, task,
-    args, kwargs)` puts the job's context on the scope, `on_error(task)` runs
-    before the exception is reported, `on_result(result)` may send a warning.
-    """
+    """Decorate a bound task function to close its slot's check-in (and run
+    the job's Sentry hooks)."""
 
     def decorate(run_task: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(run_task)
         def run(task, *args, **kwargs):
             if not sentry_sdk.get_client().is_active():
                 return run_task(task, *args, **kwargs)
-            job = registry.get(entry)
-            check_in_id, started_at = _scheduled_check_in(task.request)
+            check_in_id, started_at = message_headers.check_in(task.request)
             if not job.monitor:
                 check_in_id = None
-            if before is not None:
-                before(run_task, task, args, kwargs)
+            if hooks.before is not None:
+                hooks.before(run_task, task, args, kwargs)
             try:
                 result = run_task(task, *args, **kwargs)
             except (StopRequested, Reject):
@@ -180,14 +179,14 @@ def monitored(
                 # check-in) resumes the run and closes the check-in.
                 raise
             except Exception:
-                if on_error is not None:
-                    on_error(task)
+                if hooks.on_error is not None:
+                    hooks.on_error(task)
                 _finish_check_in(job, check_in_id, started_at, MonitorStatus.ERROR)
                 raise  # Sentry's Celery integration captures it: the one error event
             if isinstance(result, dict) and result.get("status") == "deferred":
                 return result  # runs later under the same check-in
-            if on_result is not None:
-                on_result(result)
+            if hooks.on_result is not None:
+                hooks.on_result(result)
             _finish_check_in(job, check_in_id, started_at, MonitorStatus.OK)
             return result
 
@@ -196,17 +195,6 @@ def monitored(
         return run
 
     return decorate
-
-
-def _scheduled_check_in(request) -> tuple[str | None, float | None]:
-    headers = getattr(request, "headers", None) or {}
-    check_in_id = headers.get(CHECK_IN_HEADER) or getattr(request, CHECK_IN_HEADER, None)
-    started_at = headers.get(STARTED_HEADER) or getattr(request, STARTED_HEADER, None)
-    try:
-        started_at = float(started_at) if started_at is not None else None
-    except (TypeError, ValueError):
-        started_at = None
-    return check_in_id, started_at
 
 
 def _finish_check_in(job: Job, check_in_id: str | None, started_at: float | None, status: str):

@@ -1,6 +1,7 @@
 """Questions asked of the run ledger (scheduling.models.JobRun): for catch-up,
-beat_status, the dashboard and /health/. Writes belong to scheduling/guard.py,
-except `mark_abandoned`, the one transition anyone may make.
+beat_status, the dashboard and /health/. Writes belong to scheduling/claim.py
+and scheduling/execution.py, except `mark_abandoned`, the one transition anyone
+may make.
 
 Public API (stable: add, don't rename): `slot_recorded`, `slot_executed`,
 `last_run`, `active_run`, `latest_slot_rows`, `resumable_rows`, `last_outcome`,

@@ -8,7 +8,8 @@ duplicate of a live run, a manual press while a run is active) with the reason.
     `skipped`; the partial unique constraint `jobrun_one_execution_per_slot`
     makes a second one impossible on SQLite and PostgreSQL alike.
 
-Status machine (one writer at a time: the holder of the row's `token`):
+The run states (one writer at a time: the holder of the row's `token`; the
+claim rules are scheduling/claim.py's):
 
     queued/deferred -> running -> succeeded | partial | failed | interrupted
     running with a lapsed lease -> abandoned   (anyone who finds it may write this)
@@ -16,11 +17,7 @@ Status machine (one writer at a time: the holder of the row's `token`):
     skipped: written once, never changes
 
 `JobLease` — one row per overlap group: who may run that group right now
-(holder token, expiry). Taken with a conditional UPDATE (``WHERE group = g AND
-(holder = '' OR expires_at < now)``, rows affected == 1), which means the same on
-SQLite (which ignores select_for_update) and PostgreSQL.
-
-Both tables are new (a live-deploy-safe migration); old code never reads them.
+(scheduling/lease.py).
 """
 
 from __future__ import annotations
@@ -87,6 +84,11 @@ class JobRun(models.Model):
     def __str__(self) -> str:
         when = self.slot.isoformat() if self.slot else self.trigger
         return f"{self.job} {when} #{self.pk} ({self.status})"
+
+    @property
+    def when(self):
+        """The moment this run stands for: its slot, else when it started or was recorded."""
+        return self.slot or self.started_at or self.created_at
 
     @property
     def duration_seconds(self) -> float | None:

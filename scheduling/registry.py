@@ -1,39 +1,22 @@
-"""The registry of scheduled jobs: each periodic job is declared once, here.
-
-A job is a `Job` registered from an app's ``jobs.py`` module (every installed
-app is looked at on first use, as Django's admin finds ``admin.py``), e.g.
-``viral_clips/jobs.py``::
-
-    register(Job(
-        entry="weekly-report",                       # beat entry name = Sentry monitor slug
-        task="viral_clips.tasks.send_weekly_report", # Celery task name
-        schedule_setting="WEEKLY_REPORT_SCHEDULE",   # settings attribute: a ParsedSchedule
-    ))
+"""The registry of periodic jobs: each is declared once, with `@periodic_job`
+(scheduling/periodic.py) on its task function in an app's ``tasks.py``.
 
 From that one declaration the rest of the project derives, with no entry name
-special-cased anywhere else:
-
-* the beat entry (config/celery.py, `beat_entries()`), with `Job.kwargs()`;
-* the execution guard (scheduling/guard.py `scheduled_job`): slot claim, lease,
-  ledger rows, shutdown, overlap policy;
-* the Sentry cron monitor (scheduling/crons.py `monitor_config(job)`);
-* catch-up (how far back a missed slot is still run: `Job.catch_up`) and the
-  status lines (beat_status, dashboard, /health/).
-
-Public API (stable: add, don't rename): `Job`, `register`, `jobs`, `get`,
-`for_task`, `schedule`, `beat_entries`, `OVERLAP_DEFER`, `OVERLAP_SKIP`.
+special-cased anywhere else: the beat entry (`beat_entries`, read by the
+scheduler when it takes the lock), the guard (slot claim, lease, ledger rows,
+shutdown, overlap policy), the Sentry cron monitor (scheduling/crons.py),
+catch-up (`Job.catch_up`) and the status lines (beat_status, the dashboard,
+/health/). Settings are read when used, never at import.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.utils.module_loading import autodiscover_modules
 
 from scheduling.schedules import ParsedSchedule
 
@@ -46,10 +29,6 @@ OVERLAP_SKIP = "skip"
 OVERLAP_POLICIES = (OVERLAP_DEFER, OVERLAP_SKIP)
 
 
-def _no_kwargs() -> dict:
-    return {}
-
-
 @dataclass(frozen=True)
 class Job:
     """One periodic job.
@@ -57,10 +36,10 @@ class Job:
     entry: the beat entry's name; also the ledger's `JobRun.job` and the Sentry
         monitor slug. Never rename an existing one (Redis entries, queued
         messages and monitors are keyed by it).
-    task: the Celery task's registered name (its function carries
-        `@scheduled_job(entry)` under `@shared_task(bind=True, acks_late=True)`).
+    task: the Celery task's registered name.
     schedule_setting: the settings attribute holding its `ParsedSchedule`.
-    kwargs: called (settings loaded) for the keyword arguments beat sends.
+    kwargs_settings: keyword arguments beat sends, each read from a setting
+        when the entry is built ({"retention_days": "CLEANUP_RETENTION_DAYS"}).
     overlap: OVERLAP_DEFER or OVERLAP_SKIP, for a *scheduled* slot due while
         another run of `overlap_group` is active. Manual and command runs are
         always refused then.
@@ -74,9 +53,9 @@ class Job:
         runtime, capped by the schedule's period (scheduling/crons.py).
     failure_issue_threshold / recovery_threshold: the monitor's thresholds;
         `recovery_threshold_frequent` applies when the period is under an hour.
-    lease_seconds: how long a run holds its lease without renewing it. A run
-        renews at every progress call; a worker that died frees the job this
-        long after its last renewal, and its redelivery then takes over.
+    lease: seconds a run holds its lease without renewing it, or the name of
+        the setting holding them. A run renews at every progress call; a
+        worker that died frees the job this long after its last renewal.
     description: one line for humans (docs, beat_status).
     expires_with_period: each message expires after one period of an interval
         schedule (a stopped worker comes back to no backlog of stale ones).
@@ -85,7 +64,7 @@ class Job:
     entry: str
     task: str
     schedule_setting: str
-    kwargs: Callable[[], dict] = field(default=_no_kwargs, compare=False)
+    kwargs_settings: dict[str, str] = field(default_factory=dict, hash=False)
     overlap: str = OVERLAP_SKIP
     overlap_group: str = ""
     catch_up: timedelta = timedelta(0)
@@ -96,7 +75,7 @@ class Job:
     failure_issue_threshold: int = 1
     recovery_threshold: int = 1
     recovery_threshold_frequent: int = 3
-    lease_seconds: int = 120
+    lease: int | str = 120
     description: str = ""
     expires_with_period: bool = False
 
@@ -105,19 +84,27 @@ class Job:
             raise ValueError(f"job {self.entry}: overlap must be one of {OVERLAP_POLICIES}")
         if not self.overlap_group:
             object.__setattr__(self, "overlap_group", self.entry)
-        if self.lease_seconds < 5:
-            raise ValueError(f"job {self.entry}: lease_seconds must be at least 5")
+        if isinstance(self.lease, int) and self.lease < 5:
+            raise ValueError(f"job {self.entry}: a lease must be at least 5 seconds")
 
     @property
     def group(self) -> str:
         """The overlap group (same as `overlap_group`, never empty)."""
         return self.overlap_group
 
+    @property
+    def lease_seconds(self) -> int:
+        return int(getattr(settings, self.lease) if isinstance(self.lease, str) else self.lease)
+
     def schedule(self) -> ParsedSchedule:
-        return schedule(self)
+        """The job's parsed schedule, read from settings now (tests may override it)."""
+        value = getattr(settings, self.schedule_setting)
+        if not isinstance(value, ParsedSchedule):
+            raise TypeError(f"settings.{self.schedule_setting} must be a ParsedSchedule")
+        return value
 
     def beat_kwargs(self) -> dict:
-        return dict(self.kwargs())
+        return {name: getattr(settings, setting) for name, setting in self.kwargs_settings.items()}
 
 
 _jobs: dict[str, Job] = {}
@@ -130,7 +117,7 @@ def register(job: Job) -> Job:
     with _lock:
         known = _jobs.get(job.entry)
         if known is not None and known != job:
-            raise ValueError(f"scheduled job {job.entry!r} is declared twice, differently")
+            raise ValueError(f"periodic job {job.entry!r} is declared twice, differently")
         for other in _jobs.values():
             if other.task == job.task and other.entry != job.entry:
                 raise ValueError(f"task {job.task!r} already belongs to job {other.entry!r}")
@@ -138,21 +125,18 @@ def register(job: Job) -> Job:
     return job
 
 
+def unregister(entry: str) -> None:
+    """Forget a job (a test's own job, once the test is done)."""
+    with _lock:
+        _jobs.pop(entry, None)
+
+
 def _discover() -> None:
-    """Import every installed app's ``jobs`` module. From settings, not Django's
-    app registry: Celery configures itself (and builds beat entries) before
-    the registry is ready."""
+    """Import every installed app's ``tasks`` module, where jobs are declared."""
     global _discovered
-    if _discovered:
-        return
-    for app in settings.INSTALLED_APPS:
-        try:
-            found = importlib.util.find_spec(f"{app}.jobs") is not None
-        except ModuleNotFoundError:  # an AppConfig path, not a package
-            found = False
-        if found:
-            importlib.import_module(f"{app}.jobs")
-    _discovered = True
+    if not _discovered:
+        autodiscover_modules("tasks")
+        _discovered = True
 
 
 def jobs() -> list[Job]:
@@ -179,21 +163,18 @@ def for_task(task_name: str | None) -> Job | None:
     return None
 
 
-def schedule(job: Job) -> ParsedSchedule:
-    """The job's parsed schedule, read from settings now (tests may override it)."""
-    value = getattr(settings, job.schedule_setting)
-    if not isinstance(value, ParsedSchedule):
-        raise TypeError(f"settings.{job.schedule_setting} must be a ParsedSchedule")
-    return value
-
-
 def beat_entries() -> dict[str, dict]:
-    """Celery `beat_schedule` entries for every registered job."""
-    return {
-        job.entry: {
+    """Celery `beat_schedule` entries for every registered job: the only place
+    they are built (the scheduler installs them when it takes the lock)."""
+    entries = {}
+    for job in jobs():
+        parsed = job.schedule()
+        entry = {
             "task": job.task,
-            "schedule": schedule(job).celery_schedule,
+            "schedule": parsed.celery_schedule,
             "kwargs": job.beat_kwargs(),
         }
-        for job in jobs()
-    }
+        if job.expires_with_period and parsed.interval_seconds:
+            entry["options"] = {"expires": parsed.interval_seconds}
+        entries[job.entry] = entry
+    return entries

@@ -18,8 +18,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
-
 # Created at import, in the worker's main process, before the pool forks.
 _worker_stopping = multiprocessing.get_context("fork").Event()
 _requested = threading.Event()
@@ -77,16 +75,16 @@ def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> I
         _requested.clear()
 
 
-@worker_shutting_down.connect(weak=False)
-def _on_worker_shutting_down(**kwargs) -> None:
+def on_worker_shutting_down(**kwargs) -> None:
+    """`worker_shutting_down` receiver."""
     _worker_stopping.set()
 
 
-@worker_ready.connect(weak=False)
-def _flag_on_stop_signals(**kwargs) -> None:
-    """In the worker's main process: raise the shared flag as soon as a stop
-    signal arrives. Celery's own handler first waits out the soft shutdown and
-    only then sends worker_shutting_down: too late to stop a running cleanup."""
+def flag_on_stop_signals(**kwargs) -> None:
+    """`worker_ready` receiver, in the worker's main process: raise the shared
+    flag as soon as a stop signal arrives. Celery's own handler first waits out
+    the soft shutdown and only then sends worker_shutting_down: too late to stop
+    a running cleanup."""
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
         previous = signal.getsignal(sig)
 
@@ -109,7 +107,7 @@ def _on_sigterm(signum, frame) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-@worker_process_init.connect(weak=False)
 def install_handler(**kwargs) -> None:
+    """`worker_process_init` receiver: a pool child's SIGTERM asks its run to stop."""
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
         signal.signal(signal.SIGTERM, _on_sigterm)

@@ -1,16 +1,14 @@
-"""What the scheduler is doing: for beat_status, the dashboard and /health/.
+"""The scheduler's state, read one way for beat_status, the dashboard, /health/
+and preflight.
 
-One line per registered job (scheduling/registry.py), from two sources:
-
-* Redis, for what the scheduler *holds*: who has the lock, when it last
-  ticked, and each job's entry as a beat stored it - its schedule described in
-  words from the stored schedule itself (so `beat_status` run with another
-  environment still shows the worker's schedule) and its next slot;
-* the run ledger (scheduling.models.JobRun), for what *ran*: the last
-  execution and its outcome ("never" for a job that never ran; RedBeat's
-  `last_run_at` only says when an entry was created or last sent).
-
-Next run is the exact slot (scheduling/slots.py), not an estimate.
+* The lock (`read_lock`): who holds RedBeat's lock and when it last ticked, from
+  Redis - `<prefix>:lock` and the holder record beat writes (`holder_key`).
+  Callers pass their own client: /health/ a quick one with short timeouts.
+* Each job's line (`job_status`): its schedule as a beat stored it in Redis when
+  asked (so `beat_status` run with another environment shows the worker's
+  schedule) or from settings, its next slot (scheduling/slots.py), and from the
+  run ledger what ran last and how it ended ("never" for a job that never ran;
+  RedBeat's `last_run_at` only says when an entry was last sent).
 """
 
 from __future__ import annotations
@@ -18,9 +16,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from config.celery import app
-from scheduling import registry, slots
+import redis
+from celery import Celery, current_app
+from django.db import DatabaseError
+from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
+
+from scheduling import ledger, registry, slots
+from scheduling.registry import Job
 from scheduling.schedules import ScheduleError, from_celery_schedule
+
+
+def lock_key(app: Celery | None = None) -> str:
+    return ensure_conf(app or current_app).lock_key
+
+
+def holder_key(app: Celery | None = None) -> str:
+    """Where the holding beat records who it is and when it last ticked."""
+    return ensure_conf(app or current_app).key_prefix + ":holder"
 
 
 @dataclass
@@ -29,6 +41,35 @@ class LockHolder:
     hostname: str
     pid: int | None
     acquired_at: datetime | None
+
+
+@dataclass
+class LockState:
+    held: bool
+    holder: LockHolder | None  # None while free, or held but not yet recorded
+    ttl_seconds: float | None
+    last_tick_at: datetime | None  # the holder's last tick (None while free)
+
+
+def read_lock(client: redis.Redis, app: Celery | None = None) -> LockState:
+    """The lock as Redis has it now (two round trips). Raises redis.RedisError."""
+    ttl_ms = client.pttl(lock_key(app))
+    held = ttl_ms is not None and ttl_ms != -2
+    raw = {_text(k): _text(v) for k, v in client.hgetall(holder_key(app)).items()}
+    holder = None
+    if raw and held:
+        holder = LockHolder(
+            dyno=raw.get("dyno", ""),
+            hostname=raw.get("hostname", ""),
+            pid=int(raw["pid"]) if raw.get("pid", "").isdigit() else None,
+            acquired_at=_from_timestamp(raw.get("acquired_at")),
+        )
+    return LockState(
+        held=held,
+        holder=holder,
+        ttl_seconds=round(ttl_ms / 1000, 1) if held and ttl_ms > 0 else None,
+        last_tick_at=_from_timestamp(raw.get("last_tick_at")) if held else None,
+    )
 
 
 @dataclass
@@ -41,7 +82,7 @@ class EntryStatus:
     next_run_at: datetime | None  # the next slot
     last_run_at: datetime | None = None  # the ledger's last execution (slot, else start)
     last_trigger: str | None = None
-    last_status: str | None = None  # that execution's status
+    last_status: str | None = None  # the latest ended scheduled run's status
     description: str = ""
     ledger_error: str | None = None  # the ledger could not be read (exception type)
 
@@ -59,88 +100,67 @@ class SchedulerStatus:
 
 
 def scheduler_status(*, with_ledger: bool = True) -> SchedulerStatus:
-    """Read the scheduler's state. Raises redis.RedisError when Redis is
-    unreachable; a ledger that cannot be read leaves `ledger_error` set."""
-    from redbeat.schedulers import ensure_conf, get_redis
-
-    from scheduling.beat import holder_key
-
-    conf = ensure_conf(app)
-    client = get_redis(app)
-    ttl_ms = client.pttl(conf.lock_key)
-    lock_held = ttl_ms is not None and ttl_ms != -2
-    raw = {_text(k): _text(v) for k, v in client.hgetall(holder_key(app)).items()}
-    holder = None
-    if raw:
-        holder = LockHolder(
-            dyno=raw.get("dyno", ""),
-            hostname=raw.get("hostname", ""),
-            pid=int(raw["pid"]) if raw.get("pid", "").isdigit() else None,
-            acquired_at=_from_timestamp(raw.get("acquired_at")),
-        )
+    """The lock and every job's line, through RedBeat's client. Raises
+    redis.RedisError when Redis is unreachable; a ledger that cannot be read
+    leaves `ledger_error` set."""
+    lock = read_lock(get_redis(current_app))
     now = datetime.now(UTC)
-    entries = [job_status(job, now, with_ledger) for job in registry.jobs()]
     return SchedulerStatus(
-        lock_held=lock_held,
-        holder=holder if lock_held else None,
-        lock_ttl_seconds=round(ttl_ms / 1000, 1) if lock_held and ttl_ms > 0 else None,
-        last_tick_at=_from_timestamp(raw.get("last_tick_at")) if lock_held else None,
-        entries=entries,
+        lock_held=lock.held,
+        holder=lock.holder,
+        lock_ttl_seconds=lock.ttl_seconds,
+        last_tick_at=lock.last_tick_at,
+        entries=[job_status(job, now, with_ledger=with_ledger) for job in registry.jobs()],
     )
 
 
-def _stored_entry(name: str):
-    from redbeat.schedulers import RedBeatSchedulerEntry
-
-    try:
-        return RedBeatSchedulerEntry.from_key(
-            RedBeatSchedulerEntry.generate_key(app, name), app=app
-        )
-    except KeyError:
-        return None  # not yet written by a beat
-
-
-def job_status(job: registry.Job, now: datetime, with_ledger: bool) -> EntryStatus:
-    stored = _stored_entry(job.entry)
-    if stored is not None:
-        schedule = stored.schedule
+def job_status(
+    job: Job, now: datetime, *, with_ledger: bool = True, stored: bool = True
+) -> EntryStatus:
+    """One job's line. `stored=False` reads no Redis (the schedule from settings)."""
+    entry = _stored_entry(job.entry) if stored else None
+    if entry is not None:
+        schedule = entry.schedule
         try:
             parsed = from_celery_schedule(schedule)
             given, words = parsed.raw, parsed.describe()
         except ScheduleError:
             given = words = type(schedule).__name__
-        last_sent = stored.last_run_at
+        last_sent = entry.last_run_at
     else:
-        parsed = registry.schedule(job)
+        parsed = job.schedule()
         schedule, given, words = parsed.celery_schedule, parsed.raw, parsed.describe()
         last_sent = None
-    status = EntryStatus(
+    line = EntryStatus(
         name=job.entry,
-        task=stored.task if stored is not None else job.task,
+        task=entry.task if entry is not None else job.task,
         schedule=given,
         schedule_words=words,
-        in_scheduler=stored is not None,
+        in_scheduler=entry is not None,
         next_run_at=_next_slot(schedule, last_sent, now),
         description=job.description,
     )
     if with_ledger and job.ledger:
-        from django.db import DatabaseError
-
-        from scheduling import ledger
-
         try:
             run = ledger.last_run(job.entry)
-            outcome = ledger.last_outcome(job.entry)
+            line.last_status = ledger.last_outcome(job.entry)
         except DatabaseError as exc:
             # The scheduler's state still stands; the ledger's part is unknown.
-            status.ledger_error = type(exc).__name__
-            run = outcome = None
+            line.ledger_error = type(exc).__name__
+            run = None
         if run is not None:
-            status.last_run_at = run.slot or run.started_at or run.created_at
-            status.last_trigger = run.trigger
-        # The latest scheduled run that has ended (a running one has no outcome yet).
-        status.last_status = outcome
-    return status
+            line.last_run_at = run.when
+            line.last_trigger = run.trigger
+    return line
+
+
+def _stored_entry(name: str) -> RedBeatSchedulerEntry | None:
+    try:
+        return RedBeatSchedulerEntry.from_key(
+            RedBeatSchedulerEntry.generate_key(current_app, name), app=current_app
+        )
+    except KeyError:
+        return None  # not yet written by a beat
 
 
 def _next_slot(schedule, last_sent: datetime | None, now: datetime) -> datetime | None:

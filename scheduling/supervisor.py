@@ -22,7 +22,6 @@ import threading
 
 from celery import bootsteps
 from celery.beat import EmbeddedService
-from celery.signals import worker_shutting_down
 
 from scheduling import heartbeat, shutdown
 
@@ -37,8 +36,8 @@ MAX_BACKOFF = 30.0  # a beat that keeps dying (Redis down) is retried at most th
 _worker_shutting_down = threading.Event()
 
 
-@worker_shutting_down.connect(weak=False)
-def _note_shutdown(**kwargs) -> None:
+def note_worker_shutting_down(**kwargs) -> None:
+    """`worker_shutting_down` receiver."""
     _worker_shutting_down.set()
 
 

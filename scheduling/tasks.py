@@ -1,22 +1,30 @@
-"""Tasks of the scheduling layer itself (not jobs): the worker canary."""
+"""The scheduling layer's own periodic job: the worker canary (scheduling/canary.py)."""
 
 from __future__ import annotations
 
 import logging
 
 import redis
-from celery import shared_task
-from celery.signals import worker_ready
 from django.conf import settings
 
-from scheduling.canary import CANARY_TASK, record_canary
+from scheduling.canary import record_canary
+from scheduling.periodic import periodic_job
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name=CANARY_TASK, ignore_result=True, acks_late=False)
+@periodic_job(
+    entry="worker-canary",
+    schedule_setting="HEALTH_CANARY_SCHEDULE",
+    # Bookkeeping, not work: no run ledger, no Sentry monitor, and each message
+    # expires after one interval (a stopped worker comes back to no backlog).
+    ledger=False,
+    monitor=False,
+    expires_with_period=True,
+    task_options={"ignore_result": True, "acks_late": False},
+)
 def canary() -> None:
-    """Record that a worker executed a task just now (see scheduling/canary.py)."""
+    """Prove a worker still consumes tasks (/health/'s worker check)."""
     try:
         record_canary()
     except redis.RedisError as exc:
@@ -25,10 +33,9 @@ def canary() -> None:
         logger.warning("canary not recorded: Redis unavailable (%s)", type(exc).__name__)
 
 
-@worker_ready.connect
-def _canary_at_start(sender=None, **kwargs) -> None:
-    # A worker that just started is healthy as soon as it executes one task,
-    # not after beat's first interval.
+def canary_at_start(sender=None, **kwargs) -> None:
+    """`worker_ready` receiver: a worker that just started is healthy as soon as
+    it executes one task, not after beat's first interval."""
     try:
         canary.apply_async(expires=settings.HEALTH_CANARY_INTERVAL)
     except Exception as exc:  # noqa: BLE001 - a missing first canary only delays "ok"

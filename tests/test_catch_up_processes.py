@@ -17,8 +17,8 @@ import pytest
 
 from devstack.procinfo import wait_for
 from scheduling.models import JobRun
+from tests.support.jobs import CLEANUP
 from tests.support.processes import WorkerDynos
-from viral_clips.jobs import CLEANUP
 
 pytestmark = pytest.mark.processes
 

@@ -11,11 +11,11 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from config.celery import app
 from devstack.ports import free_port
+from scheduling import registry
+from tests.support.jobs import CUBE_STATS
 from tests.support.runs import make_run
 from viral_clips.cube_stats import cube_stats, measure_cube, refresh_cube_stats
-from viral_clips.jobs import CUBE_STATS
 from viral_clips.models import CleanupRun, CubeMeasurement
 from viral_clips.s3 import cloudcube_client
 
@@ -142,7 +142,7 @@ def test_reading_never_touches_s3(cube, monkeypatch):
 
 
 def test_beat_runs_the_measurement_every_cube_stats_interval():
-    entry = app.conf.beat_schedule[CUBE_STATS.entry]
+    entry = registry.beat_entries()[CUBE_STATS.entry]
     assert entry["task"] == "viral_clips.tasks.refresh_cube_stats"
     assert settings.CUBE_STATS_INTERVAL == 6 * 3600
     assert entry["schedule"].run_every.total_seconds() == settings.CUBE_STATS_INTERVAL

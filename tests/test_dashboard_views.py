@@ -11,11 +11,11 @@ from django.test import Client
 from django.utils import timezone
 
 from devstack.ports import free_port
-from scheduling import guard
+from scheduling.claim import claim
 from tests.support.broker import queued_messages
+from tests.support.jobs import CLEANUP
 from tests.support.runs import make_run
 from viral_clips.cube_stats import refresh_cube_stats
-from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun, Clip, CubeMeasurement
 from viral_clips.run_now import PENDING_KEY
 
@@ -146,7 +146,7 @@ def test_a_second_press_says_so_instead_of_queueing(staff_client, services):
 
 
 def test_a_press_while_a_run_is_in_progress_says_so(staff_client, services):
-    execution = guard.claim(
+    execution = claim(
         CLEANUP,
         trigger="schedule",
         slot=timezone.now().replace(microsecond=0),
@@ -224,7 +224,7 @@ def test_dry_runs_say_would_delete_and_real_runs_deleted(staff_client, services)
 
 
 def test_a_running_cleanup_shows_its_progress(staff_client, services):
-    execution = guard.claim(CLEANUP, trigger="manual", task_id="running-task")  # as the task does
+    execution = claim(CLEANUP, trigger="manual", task_id="running-task")  # as the task does
     run = make_run(timezone.now() - timedelta(seconds=75), duration=None, task_id="running-task",
                    status=CleanupRun.Status.RUNNING, job_run=execution.run, objects_scanned=3000,
                    bytes_scanned=12 * MB, files_deleted=1000, bytes_freed=4 * MB)  # fmt: skip
@@ -246,7 +246,7 @@ def test_the_weekly_report_says_it_has_not_been_sent_yet(staff_client, services)
 
 def test_the_weekly_report_shows_its_last_run_from_the_ledger(staff_client, services):
     from scheduling.models import JobRun
-    from viral_clips.jobs import WEEKLY_REPORT
+    from tests.support.jobs import WEEKLY_REPORT
 
     sent = (timezone.now() - timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
     # A delivery refused as a duplicate is not a run of the report.

@@ -22,10 +22,10 @@ import pytest
 
 from devstack.procinfo import parent_of, wait_for
 from devstack.redis_server import RedisServer
-from scheduling.beat import SLOT_HEADER
+from scheduling.headers import SLOT as SLOT_HEADER
 from scheduling.models import JobLease, JobRun
+from tests.support.jobs import CLEANUP
 from tests.support.processes import ROOT, ProcfileProcess, WorkerDynos, venv_path_env
-from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun
 
 pytestmark = pytest.mark.processes

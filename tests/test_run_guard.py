@@ -21,14 +21,16 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from devstack.ports import free_port
-from scheduling import guard, ledger
-from scheduling.beat import SLOT_HEADER
+from scheduling import execution, guard, headers, ledger
+from scheduling.claim import Refusal, claim
+from scheduling.execution import Execution, LeaseLost
+from scheduling.headers import SLOT as SLOT_HEADER
 from scheduling.models import JobLease, JobRun
 from scheduling.shutdown import StopRequested
 from tests.support.cleanup import run_cleanup
+from tests.support.jobs import CLEANUP, WEEKLY_REPORT
 from tests.support.processes import ProcfileProcess
 from viral_clips.cleanup import CleanupInterrupted
-from viral_clips.jobs import CLEANUP, WEEKLY_REPORT
 from viral_clips.models import CleanupRun
 from viral_clips.tasks import scheduled_cloudcube_cleanup
 
@@ -45,7 +47,7 @@ def run_task(task_id: str | None = None, slot: datetime | None = SLOT, **kwargs)
     ).get()
 
 
-def lapse(execution: guard.Execution) -> None:
+def lapse(execution: Execution) -> None:
     """As if its worker died: nobody renewed the lease for longer than lease_seconds."""
     past = timezone.now() - timedelta(seconds=1)
     JobLease.objects.filter(holder=execution.token).update(expires_at=past)
@@ -88,8 +90,8 @@ def test_the_database_refuses_a_second_execution_row_for_a_slot(db):
 
 
 def test_a_live_duplicate_is_refused_and_recorded(cube, redis_client):
-    holder = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
-    assert isinstance(holder, guard.Execution)
+    holder = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    assert isinstance(holder, Execution)
 
     refused = run_task("t-1")  # the broker redelivered it while it runs
 
@@ -103,15 +105,15 @@ def test_a_live_duplicate_is_refused_and_recorded(cube, redis_client):
 
 
 def test_a_lapsed_lease_is_marked_abandoned_and_taken_over_by_the_redelivery(db):
-    first = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    first = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
     lapse(first)
     assert ledger.mark_abandoned() == 1
     assert JobRun.objects.get().status == "abandoned"
     assert ledger.active_run(CLEANUP.group) is None  # nothing runs it: the buttons work
 
-    second = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    second = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
 
-    assert isinstance(second, guard.Execution) and second.resumed
+    assert isinstance(second, Execution) and second.resumed
     assert second.run.pk == first.run.pk  # the same row, resumed
     assert (second.run.status, second.run.attempt) == ("running", 2)
     assert second.token != first.token
@@ -119,14 +121,14 @@ def test_a_lapsed_lease_is_marked_abandoned_and_taken_over_by_the_redelivery(db)
 
 
 def test_fencing_a_stale_execution_cannot_write_once_taken_over(db):
-    first = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    first = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
     lapse(first)
-    second = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    second = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
 
     # The first worker was only frozen; it wakes up and tries to go on.
-    with pytest.raises(guard.LeaseLost):
+    with pytest.raises(LeaseLost):
         first.renew()
-    with pytest.raises(guard.LeaseLost):
+    with pytest.raises(LeaseLost):
         first.checkpoint(sent=True)
     assert first.finish("succeeded") is False
     first.release()  # releases nothing: the lease is the second's
@@ -140,17 +142,17 @@ def test_fencing_a_stale_execution_cannot_write_once_taken_over(db):
 
 
 def test_two_deliveries_racing_for_an_abandoned_run_only_one_takes_it(db):
-    first = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    first = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
     lapse(first)
-    a = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
-    b = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
-    assert isinstance(a, guard.Execution)
-    assert isinstance(b, guard.Refusal) and b.status == "skipped"
+    a = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    b = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    assert isinstance(a, Execution)
+    assert isinstance(b, Refusal) and b.status == "skipped"
 
 
 def test_a_slot_due_during_a_dry_run_is_deferred_re_sent_and_run_after_it(cube, redis_client):
     cube.put("testcube/public/clips/old.mp4", age=OLD)
-    dry_run = guard.claim(CLEANUP, trigger="manual", task_id="press")
+    dry_run = claim(CLEANUP, trigger="manual", task_id="press")
     task_id = str(uuid.uuid4())
 
     deferred = run_task(task_id)
@@ -179,18 +181,16 @@ def test_a_slot_due_during_a_dry_run_is_deferred_re_sent_and_run_after_it(cube, 
 
 
 def test_a_weekly_report_slot_during_another_report_is_skipped_not_deferred(db):
-    holder = guard.claim(WEEKLY_REPORT, trigger="schedule", slot=SLOT, task_id="a")
-    later = guard.claim(
-        WEEKLY_REPORT, trigger="schedule", slot=SLOT + timedelta(days=7), task_id="b"
-    )
-    assert isinstance(later, guard.Refusal) and later.status == "skipped"
+    holder = claim(WEEKLY_REPORT, trigger="schedule", slot=SLOT, task_id="a")
+    later = claim(WEEKLY_REPORT, trigger="schedule", slot=SLOT + timedelta(days=7), task_id="b")
+    assert isinstance(later, Refusal) and later.status == "skipped"
     assert ledger.slot_recorded(WEEKLY_REPORT.entry, SLOT + timedelta(days=7))
     holder.release()
 
 
 def test_a_manual_run_while_a_cleanup_runs_is_refused(cube, redis_client):
     cube.put("testcube/public/clips/old.mp4", age=OLD)
-    holder = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    holder = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
 
     result = run_task(slot=None, trigger="manual")
 
@@ -207,14 +207,14 @@ def test_a_manual_run_while_a_cleanup_runs_is_refused(cube, redis_client):
 def test_the_lease_is_freed_after_a_run_and_lapses_if_never_freed(cube, redis_client):
     run_task(slot=None, trigger="manual")
     assert ledger.active_run(CLEANUP.group) is None
-    holder = guard.claim(CLEANUP, trigger="manual", task_id="x")
+    holder = claim(CLEANUP, trigger="manual", task_id="x")
     assert ledger.active_run(CLEANUP.group).pk == holder.run.pk
     lapse(holder)
     assert ledger.active_run(CLEANUP.group) is None
 
 
 def test_renewal_survives_a_database_error(db, monkeypatch, caplog):
-    holder = guard.claim(CLEANUP, trigger="manual", task_id="x")
+    holder = claim(CLEANUP, trigger="manual", task_id="x")
 
     def broken() -> None:
         raise OperationalError("server closed the connection unexpectedly")
@@ -243,7 +243,7 @@ def test_release_never_masks_the_runs_outcome(cube, redis_client, monkeypatch):
         raise OperationalError("database unavailable")
 
     def stop_now(*args, **kwargs):
-        monkeypatch.setattr(guard, "db_retry", broken)  # from here on, every write fails
+        monkeypatch.setattr(execution, "db_retry", broken)  # from here on, every write fails
         raise StopRequested("stop")
 
     monkeypatch.setattr("viral_clips.tasks.run_cleanup", stop_now)
@@ -314,13 +314,13 @@ def test_beat_status_names_the_holder_and_the_entries(worker_env, redis_client, 
 
 def test_the_ledger_answers_catch_up_and_status_questions(db):
     day = timedelta(days=1)
-    done = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="a")
+    done = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="a")
     done.finish("partial")
     done.release()
-    stopped = guard.claim(CLEANUP, trigger="schedule", slot=SLOT + day, task_id="b")
+    stopped = claim(CLEANUP, trigger="schedule", slot=SLOT + day, task_id="b")
     stopped.interrupt()
     stopped.release()
-    guard.claim(CLEANUP, trigger="schedule", slot=SLOT + day, task_id="c")  # redelivery: takes it
+    claim(CLEANUP, trigger="schedule", slot=SLOT + day, task_id="c")  # redelivery: takes it
     JobRun.objects.create(job=CLEANUP.entry, slot=SLOT + 2 * day, trigger="schedule",
                           status="skipped", detail="overlap")  # fmt: skip
 
@@ -354,8 +354,8 @@ def test_a_delivery_that_cannot_reach_the_ledger_is_sent_again_not_lost(
 
 
 def test_a_catch_up_send_is_recorded_as_such(cube, redis_client):
-    headers = {SLOT_HEADER: SLOT.isoformat(), guard.TRIGGER_HEADER: "catch_up"}
-    result = scheduled_cloudcube_cleanup.apply(task_id=str(uuid.uuid4()), headers=headers).get()
+    sent = {SLOT_HEADER: SLOT.isoformat(), headers.TRIGGER: "catch_up"}
+    result = scheduled_cloudcube_cleanup.apply(task_id=str(uuid.uuid4()), headers=sent).get()
     assert result["status"] == "succeeded"
     assert JobRun.objects.get().trigger == "catch_up"
     assert CleanupRun.objects.get().trigger == "schedule"
@@ -366,7 +366,7 @@ def test_a_dead_workers_cleanup_is_marked_abandoned_and_resumed_by_its_redeliver
 ):
     for i in range(2500):
         cube.put(f"testcube/public/clips/{i:04d}.mp4", age=OLD)
-    first = guard.claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
+    first = claim(CLEANUP, trigger="schedule", slot=SLOT, task_id="t-1")
     with pytest.raises(CleanupInterrupted):  # one batch deleted, then the worker "dies"
         run_cleanup(5, task_id="t-1", job_run=first.run, should_stop=lambda: True)
     CleanupRun.objects.update(status="running")  # SIGKILL: nothing recorded the stop

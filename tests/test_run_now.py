@@ -12,12 +12,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from devstack.ports import free_port
-from scheduling import guard
+from scheduling.claim import claim
+from scheduling.execution import Execution
 from scheduling.models import JobLease
 from tests.support.broker import queued_messages
+from tests.support.jobs import CLEANUP
 from tests.support.runs import make_run
 from viral_clips.cube_stats import cube_stats
-from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import (
     PENDING_KEY,
@@ -61,9 +62,9 @@ def test_a_second_press_while_queued_queues_nothing(redis_client):
 
 def start_running(trigger: str = "schedule", task_id: str = "task-in-progress") -> CleanupRun:
     """A cleanup as the task runs one: the lease taken, its rows `running`."""
-    execution = guard.claim(CLEANUP, trigger="manual" if trigger == "schedule" else trigger,
+    execution = claim(CLEANUP, trigger="manual" if trigger == "schedule" else trigger,
                             task_id=task_id)  # fmt: skip
-    assert isinstance(execution, guard.Execution)
+    assert isinstance(execution, Execution)
     return make_run(timezone.now() - timedelta(minutes=3), duration=None, trigger=trigger,
                     task_id=task_id, status=CleanupRun.Status.RUNNING,
                     job_run=execution.run)  # fmt: skip
@@ -81,8 +82,8 @@ def test_a_press_while_a_run_is_running_queues_nothing(redis_client, trigger):
 
 
 def test_a_cleanup_admitted_but_not_yet_recorded_also_blocks(redis_client):
-    assert isinstance(guard.claim(CLEANUP, trigger="manual", task_id="just-admitted"),
-                      guard.Execution)  # fmt: skip
+    assert isinstance(claim(CLEANUP, trigger="manual", task_id="just-admitted"),
+                      Execution)  # fmt: skip
     result = request_cleanup(dry_run=True, requested_by="ops")
     assert not result.queued
     assert result.busy.describe() == "A cleanup is starting"

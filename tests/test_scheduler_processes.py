@@ -20,6 +20,7 @@ from redbeat.decoder import RedBeatJSONEncoder
 
 from devstack.procinfo import parent_of, wait_for
 from devstack.redis_server import RedisServer
+from scheduling import registry
 from scheduling.models import JobRun
 from tests.support.processes import ProcfileProcess, WorkerDynos
 from viral_clips.models import CleanupRun
@@ -227,8 +228,7 @@ def test_changed_schedule_leaves_no_stale_entry(start_worker, own_redis):
     definition = client.hget(key, "definition").decode()
     assert "crontab" not in definition and "900" in definition
     # Exactly the configured entries are scheduled, nothing left over.
-    from config.celery import app
 
-    configured = {f"koolclips:redbeat:{name}".encode() for name in app.conf.beat_schedule}
+    configured = {f"koolclips:redbeat:{name}".encode() for name in registry.beat_entries()}
     assert set(client.zrange("koolclips:redbeat::schedule", 0, -1)) == configured
     assert ENTRY_KEY.encode() in configured

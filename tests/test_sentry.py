@@ -24,11 +24,15 @@ import config.sentry
 from config.cloudcube import parse_cloudcube_url
 from config.sentry import SecretScrubber, init_sentry
 from devstack.ports import free_port
-from scheduling.crons import CHECK_IN_HEADER, STARTED_HEADER
+from scheduling.claim import claim
+from scheduling.crons import monitor_config, monitored
+from scheduling.headers import CHECK_IN as CHECK_IN_HEADER
+from scheduling.headers import CHECK_IN_STARTED as STARTED_HEADER
 from scheduling.schedules import parse_schedule
+from tests.support.jobs import CLEANUP
 from tests.support.sentry_collector import SentryCollector
 from viral_clips.models import CleanupRun
-from viral_clips.monitoring import MONITOR_SLUG, cleanup_monitor_config, report_cleanup_to_sentry
+from viral_clips.monitoring import CLEANUP_SENTRY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDIS_PASSWORD = "p@ss/w0rd:with%chars-7f3e"  # needs URL-encoding in REDIS_URL
@@ -58,7 +62,7 @@ REDIS_PASSWORD = "p@ss/w0rd:with%chars-7f3e"  # needs URL-encoding in REDIS_URL
 def test_monitor_config_follows_cleanup_schedule(
     schedule, sentry_schedule, margin, max_runtime, recovery
 ):
-    assert cleanup_monitor_config(parse_schedule(schedule)) == {
+    assert monitor_config(CLEANUP, parse_schedule(schedule)) == {
         "schedule": sentry_schedule,
         "timezone": "UTC",
         "checkin_margin": margin,
@@ -279,7 +283,7 @@ def test_skipped_duplicate_run_checks_in_ok_without_event(sentry, collector, db)
     from celery import shared_task
 
     @shared_task(bind=True, name="tests.skipped_cleanup")
-    @report_cleanup_to_sentry
+    @monitored(CLEANUP, CLEANUP_SENTRY)
     def skipped_cleanup(self, retention_days=None, dry_run=False, trigger="schedule"):
         run = CleanupRun.objects.create(
             trigger=trigger,
@@ -300,7 +304,7 @@ def test_skipped_duplicate_run_checks_in_ok_without_event(sentry, collector, db)
     assert collector.events() == []
     [(check_in, _)] = collector.check_ins()
     assert check_in["check_in_id"] == uuid.UUID(task_id).hex
-    assert check_in["monitor_slug"] == MONITOR_SLUG
+    assert check_in["monitor_slug"] == CLEANUP.entry
     assert check_in["status"] == "ok"
     assert check_in["duration"] >= 2
 
@@ -364,7 +368,7 @@ def test_run_interrupted_for_a_shutdown_leaves_its_check_in_open(sentry, collect
     from viral_clips.cleanup import CleanupInterrupted
 
     @shared_task(bind=True, name="tests.interrupted_cleanup")
-    @report_cleanup_to_sentry
+    @monitored(CLEANUP, CLEANUP_SENTRY)
     def interrupted_cleanup(self, retention_days=None, dry_run=False, trigger="schedule"):
         raise CleanupInterrupted(run_id=1)
 
@@ -381,8 +385,8 @@ def test_the_weekly_report_has_its_own_monitor(sentry, collector, db, redis_clie
     """Every registered job: in_progress from beat at publish, ok from the task,
     its margin and max runtime from the registry."""
     import scheduling.crons as crons
-    from scheduling.beat import SLOT_HEADER
-    from viral_clips.jobs import WEEKLY_REPORT
+    from scheduling.headers import SLOT as SLOT_HEADER
+    from tests.support.jobs import WEEKLY_REPORT
     from viral_clips.tasks import send_weekly_report
 
     settings.ADMINS = [("ops", "ops@example.com")]
@@ -412,13 +416,12 @@ def test_the_weekly_report_has_its_own_monitor(sentry, collector, db, redis_clie
 def test_a_deferred_slot_leaves_its_check_in_open_until_it_runs(
     sentry, collector, db, redis_client, cube
 ):
-    from scheduling import guard
-    from scheduling.beat import SLOT_HEADER
-    from viral_clips.jobs import CLEANUP
+    from scheduling.headers import SLOT as SLOT_HEADER
+    from tests.support.jobs import CLEANUP
     from viral_clips.tasks import scheduled_cloudcube_cleanup
 
     sentry()
-    holder = guard.claim(CLEANUP, trigger="manual", task_id="a-dry-run")
+    holder = claim(CLEANUP, trigger="manual", task_id="a-dry-run")
     task_id = str(uuid.uuid4())
     headers = {
         CHECK_IN_HEADER: uuid.UUID(task_id).hex,

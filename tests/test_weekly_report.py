@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from celery.schedules import crontab
 
-from config.celery import app
+from scheduling import registry
+from tests.support.jobs import WEEKLY_REPORT
 from tests.support.runs import make_run
 from viral_clips.cube_stats import refresh_cube_stats
-from viral_clips.jobs import WEEKLY_REPORT
 from viral_clips.models import CleanupRun, CubeMeasurement
 from viral_clips.reports import build_weekly_report, send_weekly_report
 
@@ -164,7 +164,7 @@ def test_the_task_sends_it(cube, redis_client, mailoutbox, settings):
 
 
 def test_beat_schedule_has_the_report_on_monday_0900_utc_next_to_the_cleanup():
-    entries = app.conf.beat_schedule
+    entries = registry.beat_entries()
     assert {"scheduled-cloudcube-cleanup", WEEKLY_REPORT.entry} <= set(entries)
     entry = entries[WEEKLY_REPORT.entry]
     assert entry["task"] == "viral_clips.tasks.send_weekly_report"

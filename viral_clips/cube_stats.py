@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from viral_clips.models import CleanupRun, CubeMeasurement
+from viral_clips.s3 import cloudcube_client
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ class CubeStats:
 def measure_cube(client=None) -> CubeStats:
     """List the whole cube now and total its objects and bytes (the scheduled job only)."""
     if client is None:
-        from viral_clips.s3 import cloudcube_client
-
         client = cloudcube_client(read_timeout=10, max_attempts=3)
     cube = settings.CLOUDCUBE
     started = time.monotonic()

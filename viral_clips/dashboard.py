@@ -15,12 +15,15 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from scheduling import ledger
 from scheduling.schedules import ParsedSchedule
+from scheduling.status import scheduler_status
+from viral_clips.cleanup import default_retention_days
 from viral_clips.cube_stats import CubeStats, cube_stats
-from viral_clips.jobs import CLEANUP, WEEKLY_REPORT
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import CleanupActivity, current_activity
 from viral_clips.storage_chart import storage_chart_svg
+from viral_clips.tasks import scheduled_cloudcube_cleanup, send_weekly_report
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +69,7 @@ class ReportLastRun:
 
 def report_last_run(entry=None) -> ReportLastRun | None:
     """The weekly report's last run, from the run ledger (None: it never ran)."""
-    from scheduling import ledger
-
-    run = ledger.last_run(WEEKLY_REPORT.entry)
+    run = ledger.last_run(send_weekly_report.job.entry)
     if run is None:
         return None
     outcome = run.get_status_display()
@@ -95,18 +96,18 @@ def _on_the_minute(when: datetime, schedule: ParsedSchedule) -> datetime:
 
 
 def build_dashboard() -> Dashboard:
-    from scheduling.status import scheduler_status
-
     errors: dict[str, str] = {}
     # Activity before the runs: a run that finishes in between is then in the
     # table, never missing from both (the page refreshes only while busy).
     activity = _attempt(errors, "activity", current_activity)
     runs = list(CleanupRun.objects.order_by("-started_at")[:RECENT_RUNS])
+    cleanup_schedule = scheduled_cloudcube_cleanup.job.schedule()
+    report_schedule = send_weekly_report.job.schedule()
     board = Dashboard(
-        schedule_words=settings.CLEANUP_SCHEDULE.describe(),
-        schedule_raw=settings.CLEANUP_SCHEDULE.raw,
-        retention_days=settings.CLEANUP_RETENTION_DAYS,
-        report_schedule_words=settings.WEEKLY_REPORT_SCHEDULE.describe(),
+        schedule_words=cleanup_schedule.describe(),
+        schedule_raw=cleanup_schedule.raw,
+        retention_days=default_retention_days(),
+        report_schedule_words=report_schedule.describe(),
         runs=runs,
         chart=storage_chart_svg(runs),
         now=timezone.now(),
@@ -118,24 +119,22 @@ def build_dashboard() -> Dashboard:
     if board.scheduler is not None:
         # What a beat stored; the per-job table shows every registered job.
         entries = {e.name: e for e in board.scheduler.entries if e.in_scheduler}
-        board.cleanup_entry = entries.get(CLEANUP.entry)
-        board.report_entry = entries.get(WEEKLY_REPORT.entry)
+        board.cleanup_entry = entries.get(scheduled_cloudcube_cleanup.job.entry)
+        board.report_entry = entries.get(send_weekly_report.job.entry)
         board.report_last = _attempt(errors, "report", lambda: report_last_run(board.report_entry))
         if board.report_entry is not None and board.report_entry.next_run_at is not None:
             board.report_next_run_at = _on_the_minute(
-                board.report_entry.next_run_at, settings.WEEKLY_REPORT_SCHEDULE
+                board.report_entry.next_run_at, report_schedule
             )
     if board.cleanup_entry is not None and board.cleanup_entry.next_run_at is not None:
-        board.next_run_at = _on_the_minute(
-            board.cleanup_entry.next_run_at, settings.CLEANUP_SCHEDULE
-        )
+        board.next_run_at = _on_the_minute(board.cleanup_entry.next_run_at, cleanup_schedule)
         board.next_run_from_beat = True
-    elif settings.CLEANUP_SCHEDULE.kind == "crontab":
+    elif cleanup_schedule.kind == "crontab":
         # No beat has written the entry yet: the schedule's next slot is still
         # worth showing (an interval has no slot until a beat starts counting).
-        cron = settings.CLEANUP_SCHEDULE.celery_schedule
+        cron = cleanup_schedule.celery_schedule
         board.next_run_at = _on_the_minute(
-            board.now + cron.remaining_estimate(board.now), settings.CLEANUP_SCHEDULE
+            board.now + cron.remaining_estimate(board.now), cleanup_schedule
         )
     if activity is not None and activity.run_id is not None:
         # Its counters are saved between delete batches: that is the progress.
@@ -163,7 +162,7 @@ def run_now_confirmation() -> RunNowConfirmation:
         .first()
     )
     return RunNowConfirmation(
-        retention_days=settings.CLEANUP_RETENTION_DAYS,
+        retention_days=default_retention_days(),
         cube=settings.CLOUDCUBE.cube,
         last_dry_run=last_dry_run,
         now=timezone.now(),

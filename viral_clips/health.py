@@ -30,16 +30,18 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import closing
-from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
+from scheduling import registry
 from scheduling.app_redis import quick_redis
 from scheduling.canary import last_canary
+from scheduling.status import job_status, read_lock
 from viral_clips.models import CleanupRun
+from viral_clips.s3 import cloudcube_client
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +65,6 @@ def check_redis() -> None:
 
 
 def check_cloudcube() -> None:
-    from viral_clips.s3 import cloudcube_client
-
     # Cube credentials are scoped to the cube's prefix: list one key under it
     # rather than HeadBucket, which a shared bucket may refuse.
     client = cloudcube_client(
@@ -78,17 +78,16 @@ def check_cloudcube() -> None:
 def job_lines() -> dict[str, dict]:
     """One line per registered job, from the registry and the run ledger only
     (no Redis call: the check must answer within its deadline)."""
-    from scheduling import ledger, registry
-
+    now = timezone.now()
     lines = {}
     for job in registry.jobs():
-        line: dict = {"schedule": registry.schedule(job).describe()}
+        status = job_status(job, now, stored=False)
+        line: dict = {"schedule": status.schedule_words}
         if job.ledger:
-            run = ledger.last_run(job.entry)
-            line["last_run_at"] = (
-                (run.slot or run.started_at or run.created_at).isoformat() if run else "never"
-            )
-            line["last_status"] = ledger.last_outcome(job.entry)
+            if status.ledger_error:
+                raise DatabaseError(status.ledger_error)
+            line["last_run_at"] = status.last_run_at.isoformat() if status.last_run_at else "never"
+            line["last_status"] = status.last_status
         lines[job.entry] = line
     return lines
 
@@ -101,11 +100,6 @@ def check_scheduler() -> dict:
     check notices. Read with this module's quick client, not RedBeat's (which
     has no timeouts of its own).
     """
-    from redbeat.schedulers import ensure_conf
-
-    from config.celery import app
-    from scheduling.beat import holder_key
-
     max_age = settings.HEALTH_SCHEDULER_MAX_AGE
     details: dict = {
         "last_tick_at": None,
@@ -114,17 +108,12 @@ def check_scheduler() -> dict:
         "jobs": job_lines(),  # one line per registered job
     }
     with closing(quick_redis(CHECK_TIMEOUT)) as client:
-        lock_ttl = client.pttl(ensure_conf(app).lock_key)
-        last_tick = client.hget(holder_key(app), "last_tick_at")
-    if lock_ttl == -2 or last_tick is None:
+        lock = read_lock(client)
+    if lock.last_tick_at is None:
         # Never ticked, or the holder's record expired with its lock.
         return {"ok": False, "error": "no scheduler tick on record", **details}
-    ticked = float(last_tick)
-    age = max(0.0, time.time() - ticked)
-    details.update(
-        last_tick_at=datetime.fromtimestamp(ticked, UTC).isoformat(),
-        seconds_since_tick=round(age, 1),
-    )
+    age = max(0.0, (timezone.now() - lock.last_tick_at).total_seconds())
+    details.update(last_tick_at=lock.last_tick_at.isoformat(), seconds_since_tick=round(age, 1))
     if age > max_age:
         return {"ok": False, "error": f"no scheduler tick in the last {max_age} s", **details}
     return details

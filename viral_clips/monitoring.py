@@ -19,20 +19,13 @@ from typing import Any
 import sentry_sdk
 from django.conf import settings
 
-from scheduling.crons import monitor_config, monitored
-from scheduling.schedules import ParsedSchedule
-from viral_clips.jobs import CLEANUP
+from scheduling.crons import Hooks
+from viral_clips.cleanup import retention_or_default
 from viral_clips.models import CleanupRun
 
 logger = logging.getLogger(__name__)
 
-MONITOR_SLUG = CLEANUP.entry
 ERRORS_SHOWN = 5  # per-key errors put in a partial run's event (all are counted)
-
-
-def cleanup_monitor_config(parsed: ParsedSchedule) -> dict:
-    """The cleanup's monitor config for the schedule `parsed` (see crons.monitor_config)."""
-    return monitor_config(CLEANUP, parsed)
 
 
 def _before(run_task: Callable, task, args: tuple, kwargs: dict) -> None:
@@ -51,10 +44,8 @@ def _on_result(result: Any) -> None:
         capture_partial_run(result)
 
 
-# Check-ins (as every monitored job) plus the cleanup's context and events.
-report_cleanup_to_sentry = monitored(
-    CLEANUP.entry, before=_before, on_error=_on_error, on_result=_on_result
-)
+# The cleanup's context and events, on top of the check-ins every monitored job gets.
+CLEANUP_SENTRY = Hooks(before=_before, on_error=_on_error, on_result=_on_result)
 
 
 def _call_context(run_task: Callable, task, args: tuple, kwargs: dict) -> dict:
@@ -71,11 +62,18 @@ def _call_context(run_task: Callable, task, args: tuple, kwargs: dict) -> dict:
         "run_id": None,
         "task_id": task.request.id,
         "trigger": str(arguments.get("trigger", "")),
-        "retention_days": settings.CLEANUP_RETENTION_DAYS if retention is None else retention,
+        "retention_days": _retention(retention),
         "dry_run": bool(arguments.get("dry_run", False)),
         "cube": cube.cube,
         "bucket": cube.bucket,
     }
+
+
+def _retention(value: Any) -> Any:
+    try:
+        return retention_or_default(value)
+    except ValueError:
+        return value  # the run refuses it; the event says what it was given
 
 
 def _describe_failed_run(task_id: str | None) -> None:

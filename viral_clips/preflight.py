@@ -25,8 +25,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import sentry_sdk
 from django.conf import settings
+from django.core.mail import mail_admins
+from django.db import connection
 from django.utils import timezone
+from redis.exceptions import ResponseError
+
+from scheduling import registry
+from scheduling.app_redis import app_redis
+from scheduling.status import scheduler_status
+from viral_clips.s3 import cloudcube_client
 
 PROBE_FOLDER = "koolclips-preflight"
 TIMEOUT = 5.0  # seconds, per network call
@@ -55,7 +64,6 @@ def _failure(exc: BaseException) -> str:
 
 # --- database ---------------------------------------------------------------
 def check_database() -> list[Check]:
-    from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
     try:
@@ -94,8 +102,6 @@ def check_database() -> list[Check]:
 def _eviction_policy(client) -> str:
     """maxmemory-policy: CONFIG GET where allowed; Heroku refuses CONFIG, but
     INFO memory reports it too."""
-    from redis.exceptions import ResponseError
-
     try:
         value = client.config_get("maxmemory-policy").get("maxmemory-policy")
         if value:
@@ -106,8 +112,6 @@ def _eviction_policy(client) -> str:
 
 
 def check_redis() -> list[Check]:
-    from scheduling.app_redis import app_redis
-
     tls = urlsplit(settings.REDIS_URL).scheme == "rediss"
     try:
         with app_redis(timeout=TIMEOUT) as client:
@@ -181,8 +185,6 @@ def check_redis() -> list[Check]:
 
 # --- Cloudcube ----------------------------------------------------------------
 def check_cloudcube() -> list[Check]:
-    from viral_clips.s3 import cloudcube_client
-
     cube = settings.CLOUDCUBE
     where = f"s3://{cube.bucket}/{cube.prefix}"
     client = cloudcube_client(connect_timeout=TIMEOUT, read_timeout=TIMEOUT * 2, max_attempts=2)
@@ -268,9 +270,6 @@ def _probe_write_delete(client, bucket: str, prefix: str) -> Check:
 
 # --- scheduler ------------------------------------------------------------------
 def check_scheduler() -> list[Check]:
-    from config.celery import app
-    from scheduling.status import scheduler_status
-
     try:
         status = scheduler_status()
     except Exception as exc:  # noqa: BLE001
@@ -320,7 +319,7 @@ def check_scheduler() -> list[Check]:
             )
         )
     found = {entry.name: entry for entry in status.entries}
-    for name in sorted(app.conf.beat_schedule):
+    for name in sorted(job.entry for job in registry.jobs()):
         entry = found.get(name)
         if entry is None or not entry.in_scheduler:
             checks.append(
@@ -422,8 +421,6 @@ def check_sentry(send_test_event: bool = False) -> list[Check]:
 
 
 def _send_test_event() -> Check:
-    import sentry_sdk
-
     event_id = sentry_sdk.capture_message("koolclips preflight: test event", level="info")
     sentry_sdk.flush(timeout=TIMEOUT)
     if not event_id:
@@ -509,8 +506,6 @@ def _check_smtp() -> Check:
 
 
 def _send_test_mail(admins: list[str]) -> Check:
-    from django.core.mail import mail_admins
-
     if not admins:
         return Check(
             "mail_test", False, "no admins to send a test mail to", "set DJANGO_ADMIN_EMAILS"

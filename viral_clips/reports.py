@@ -17,7 +17,7 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from scheduling.guard import Execution
+from scheduling.execution import Execution
 from viral_clips.cube_stats import CubeStats, cube_stats
 from viral_clips.models import CleanupRun
 

@@ -30,17 +30,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import redis
-from django.conf import settings
 from django.utils import timezone
 
 from scheduling import ledger
 from scheduling.app_redis import app_redis
-from viral_clips.jobs import CLEANUP
+from viral_clips.cleanup import default_retention_days
 from viral_clips.models import CleanupRun
+from viral_clips.tasks import scheduled_cloudcube_cleanup
 
 logger = logging.getLogger(__name__)
 
-CLEANUP_TASK = CLEANUP.task
+CLEANUP = scheduled_cloudcube_cleanup.job
 PENDING_KEY = "koolclips:cleanup:run-now"
 # Long enough for a queued task to reach a busy worker, short enough that a
 # lost message blocks the buttons only briefly (then the task-level guard
@@ -171,12 +171,10 @@ def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
                 )
             return RunNowResult(queued=False, busy=busy)
 
-    from viral_clips.tasks import scheduled_cloudcube_cleanup
-
     try:
         scheduled_cloudcube_cleanup.apply_async(
             kwargs={
-                "retention_days": settings.CLEANUP_RETENTION_DAYS,
+                "retention_days": default_retention_days(),
                 "dry_run": dry_run,
                 "trigger": CleanupRun.Trigger.MANUAL,
             },
@@ -204,7 +202,7 @@ def cleanup_finished(sender=None, task_id: str | None = None, **kwargs) -> None:
     """`task_postrun` receiver (apps.py), in the worker: a cleanup task ended
     (any outcome). Free the buttons.
     (The cube's size needs nothing: the finished run's row is its newest measurement.)"""
-    if getattr(sender, "name", None) != CLEANUP_TASK:
+    if getattr(sender, "name", None) != CLEANUP.task:
         return
     if task_id:
         try:

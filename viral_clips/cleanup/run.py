@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from scheduling.db import db_retry
-from scheduling.guard import LeaseLost
+from scheduling.execution import LeaseLost
 from scheduling.models import JobRun
 from scheduling.shutdown import StopRequested
 from viral_clips import s3
@@ -86,9 +86,14 @@ def validate_retention_days(value: object) -> int:
     return value
 
 
+def default_retention_days() -> int:
+    """CLEANUP_RETENTION_DAYS: the retention of every run that is not given one."""
+    return validate_retention_days(settings.CLEANUP_RETENTION_DAYS)
+
+
 def retention_or_default(value: object | None) -> int:
-    """`value` validated, or CLEANUP_RETENTION_DAYS when it is None."""
-    return validate_retention_days(settings.CLEANUP_RETENTION_DAYS if value is None else value)
+    """`value` validated, or the default retention when it is None."""
+    return default_retention_days() if value is None else validate_retention_days(value)
 
 
 def run_cleanup(

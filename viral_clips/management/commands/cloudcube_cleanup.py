@@ -13,11 +13,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from scheduling import guard, shutdown
-from scheduling.guard import Execution
+from scheduling.execution import Execution
 from scheduling.models import JobRun
 from viral_clips.cleanup import InvalidRetention, retention_or_default, run_cleanup
-from viral_clips.jobs import CLEANUP
 from viral_clips.models import CleanupRun
+from viral_clips.tasks import scheduled_cloudcube_cleanup
 
 EXIT_REFUSED = 3
 EXIT_INTERRUPTED = 130
@@ -77,7 +77,10 @@ class Command(BaseCommand):
             file=sys.stderr,
         )
         try:
-            with shutdown.stop_on_signals(), guard.execution(CLEANUP) as execution:
+            with (
+                shutdown.stop_on_signals(),
+                guard.execution(scheduled_cloudcube_cleanup.job) as execution,
+            ):
                 report = run_cleanup(
                     retention,
                     dry_run=dry_run,
