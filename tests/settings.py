@@ -52,3 +52,9 @@ STORAGES["staticfiles"] = {  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_ROOT = os.path.join(tempfile.gettempdir(), "koolclips-test-static")
 os.makedirs(STATIC_ROOT, exist_ok=True)
+
+# The job tests/support/example_job.py declares, as a developer adds one.
+from scheduling.schedules import parse_schedule  # noqa: E402
+
+EXAMPLE_JOB_SCHEDULE = parse_schedule("*/15 * * * *", "EXAMPLE_JOB_SCHEDULE")
+EXAMPLE_JOB_GREETING = "hello from the settings"
