@@ -69,6 +69,10 @@ COVERED = {
     'make manage ARGS="cloudcube_cleanup --dry-run"': lambda: (
         manage_args_are_run_by_the_make_run_test("cloudcube_cleanup --dry-run")
     ),
+    # tests/test_layout.py checks what it prints (and the README's copy of it).
+    "python -m tests.support.imports": lambda: (
+        "from tests.support.imports import" in (ROOT / "tests" / "test_layout.py").read_text()
+    ),
     # Heroku itself cannot run here: what the commands name must exist.
     "heroku create": lambda: (ROOT / "app.json").exists(),
     "git push heroku main": lambda: (ROOT / "Procfile").exists(),
