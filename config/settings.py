@@ -468,7 +468,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "heroku": {"format": LOG_FORMAT, "datefmt": "%Y-%m-%d %H:%M:%S%z"},
+        # One line per record, whatever a message carries (config/logfmt.py).
+        "heroku": {
+            "class": "config.logfmt.OneLineFormatter",
+            "format": LOG_FORMAT,
+            "datefmt": "%Y-%m-%d %H:%M:%S%z",
+        },
     },
     "handlers": {
         "stdout": {
