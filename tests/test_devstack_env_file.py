@@ -124,4 +124,6 @@ def test_the_env_file_is_owner_only_and_holds_only_what_the_stack_set(tmp_path):
     for name in ("DATABASE_URL", "CLOUDCUBE_URL", "DJANGO_DEBUG", "CLOUDCUBE_SECRET_ACCESS_KEY"):
         assert values[name] == written[name], name
     assert "DJANGO_SECRET_KEY" not in values  # debug mode needs none
-    assert not any(SHELL[name] in dotenv.read_text() for name in SHELL if name != "CLEANUP_SCHEDULE")
+    assert not any(
+        SHELL[name] in dotenv.read_text() for name in SHELL if name != "CLEANUP_SCHEDULE"
+    )

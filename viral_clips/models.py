@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from viral_clips.visible import visible
+
 
 class Clip(models.Model):
     title = models.CharField(max_length=200)
@@ -18,7 +20,9 @@ class Clip(models.Model):
         indexes = [models.Index(fields=["file"])]
 
     def __str__(self) -> str:
-        return self.title
+        # What the admin shows in headings, messages and its history: hidden
+        # and direction-changing characters escaped.
+        return visible(self.title)
 
     def save(self, *args, **kwargs) -> None:
         if self.file and not self.size_bytes:
