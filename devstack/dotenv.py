@@ -36,9 +36,9 @@ def dotenv_lines(stack: dict[str, str]) -> list[str]:
     """`.env` lines (plain NAME=value, as every dotenv reader takes them) for `heroku local`."""
     values = {name: stack[name] for name in NAMES if name in stack}
     if "REDIS_URL" in values:
-        values["REDIS_URL"] = urlsplit(values["REDIS_URL"])._replace(
-            path=f"/{HEROKU_LOCAL_REDIS_DB}"
-        ).geturl()
+        values["REDIS_URL"] = (
+            urlsplit(values["REDIS_URL"])._replace(path=f"/{HEROKU_LOCAL_REDIS_DB}").geturl()
+        )
     values["PYTHONUNBUFFERED"] = "1"
     lines = ["# Written by `make env` from the running `make run`, for `heroku local`."]
     for name, value in values.items():
