@@ -179,6 +179,9 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 # Further attempts while locked out do not extend the lockout: it ends on time.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
+# No "AXES: BEGIN" line on stdout at every start (it would come before the JSON
+# of `preflight --json`); failures and lockouts are still logged (warnings).
+AXES_VERBOSE = False
 # Proxies in front of the app that append to X-Forwarded-For: Heroku's router
 # on a dyno, nothing locally (config/client_ip.py says why that is the rule).
 PROXY_HOPS = env.int("DJANGO_PROXY_HOPS", 1 if ON_HEROKU else 0, min=0, max=5)
