@@ -41,7 +41,18 @@ _DIGITS = re.compile(r"[0-9]{1,4}")
 
 
 def declared_lookups(model_admin, request: HttpRequest | None) -> frozenset[str]:
-    """Every query parameter the admin's declared filters and date hierarchy read."""
+    """Every query parameter the admin's declared filters and date hierarchy read
+    (once per request: a related field's filter queries its choices)."""
+    cache = getattr(request, "_declared_lookups", None) if request is not None else None
+    if cache is not None and type(model_admin) in cache:
+        return cache[type(model_admin)]
+    names = _declared(model_admin, request)
+    if request is not None:
+        request._declared_lookups = {**(cache or {}), type(model_admin): names}
+    return names
+
+
+def _declared(model_admin, request: HttpRequest | None) -> frozenset[str]:
     names: set[str] = set()
     filters = model_admin.get_list_filter(request) if request else model_admin.list_filter
     for item in filters:
