@@ -25,6 +25,11 @@ run: $(STAMP)
 manage: $(STAMP)
 	@$(PY) -m devstack.manage $(ARGS)
 
+# .env for `heroku local` from the running `make run` (docs/local-development.md).
+.PHONY: env
+env: $(STAMP)
+	@$(PY) -m devstack.dotenv
+
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

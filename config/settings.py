@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -64,9 +65,21 @@ CSRF_TRUSTED_ORIGINS = env.list(
 
 # Which dyno this process runs on ("worker.1", "web.2"); hostname locally.
 DYNO = os.environ.get("DYNO") or socket.gethostname()
+ON_HEROKU = bool(os.environ.get("DYNO"))
+# Debug pages show settings and code to anyone who triggers an error: never on
+# a dyno (the release phase, web and worker all refuse to start) unless asked.
+DEBUG_ON_DYNO = env.bool("DJANGO_ALLOW_DEBUG_ON_DYNO", False)
+env.check(
+    not (DEBUG and ON_HEROKU and not DEBUG_ON_DYNO),
+    "DJANGO_DEBUG",
+    f"DJANGO_DEBUG is on on a Heroku dyno (DYNO={os.environ.get('DYNO')}): debug pages show"
+    " settings and code to anyone. Turn it off (heroku config:set DJANGO_DEBUG=0), or set"
+    " DJANGO_ALLOW_DEBUG_ON_DYNO=1 to run a dyno in debug mode on purpose.",
+)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with strict list filters on every admin (config/admin_site.py).
+    "config.admin_site.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -74,6 +87,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "storages",
+    "axes",
     "scheduling",
     "viral_clips",
 ]
@@ -87,6 +101,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -144,6 +160,33 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "admin:login"
 
+# --- Login throttling (django-axes) ------------------------------------------
+# Repeated wrong passwords lock out the client's IP address and, separately,
+# the username (so IPs spread over many machines, or a forged
+# X-Forwarded-For, get no more guesses at one account). A locked-out attempt
+# is refused before any password hashing (no CPU spent on it). Staff see
+# lockouts in the admin (Axes: access attempts); `manage.py axes_reset` (all),
+# `axes_reset_username <name>` or `axes_reset_ip <ip>` lift them early.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, min=1, max=100)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env.int("LOGIN_LOCKOUT_MINUTES", 15, min=1, max=7 * 24 * 60, unit="minutes")
+)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+# Further attempts while locked out do not extend the lockout: it ends on time.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+# No "AXES: BEGIN" line on stdout at every start (it would come before the JSON
+# of `preflight --json`); failures and lockouts are still logged (warnings).
+AXES_VERBOSE = False
+# Proxies in front of the app that append to X-Forwarded-For: Heroku's router
+# on a dyno, nothing locally (config/client_ip.py says why that is the rule).
+PROXY_HOPS = env.int("DJANGO_PROXY_HOPS", 1 if ON_HEROKU else 0, min=0, max=5)
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -181,7 +224,8 @@ env.check(
 # are plain, never signed: no credentials in any page.
 STORAGES = {
     "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        # S3Storage, with each object's Content-Type fixed by its name.
+        "BACKEND": "viral_clips.storage.ClipStorage",
         "OPTIONS": {
             "bucket_name": CLOUDCUBE.bucket,
             "location": CLOUDCUBE.public_prefix.rstrip("/"),
@@ -390,6 +434,15 @@ HEALTH_SCHEDULER_MAX_AGE = env.int(
 # down): a flood of anonymous requests costs one S3 call per interval. 0: no
 # cache; longer than a minute would hide an outage from the health check.
 HEALTH_CACHE_SECONDS = env.int("HEALTH_CACHE_SECONDS", 5, min=0, max=60, unit="seconds")
+# Anonymous callers of /health/ see up or down per part; staff, and callers
+# sending "Authorization: Bearer <HEALTH_TOKEN>", see the details. Empty: staff only.
+HEALTH_TOKEN = env.str(
+    "HEALTH_TOKEN",
+    "",
+    pattern=r"[A-Za-z0-9._~+/=-]{32,256}",
+    accepted="at least 32 letters, digits or ._~+/=- (a random token:"
+    " python -c 'import secrets; print(secrets.token_urlsafe(32))'), or empty",
+)
 # Beat sends a tiny canary task this often (the `worker-canary` job); the worker
 # that executes it records the time in Redis. /health/ is down when no canary ran
 # for two intervals plus one beat loop: a worker that stopped consuming while its
@@ -455,6 +508,9 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Debug pages (DJANGO_DEBUG=1 only) mask the credentials inside URLs too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.debug.UrlCredentialsFilter"
+DEFAULT_EXCEPTION_REPORTER = "config.debug.UrlCredentialsReporter"
 
 # --- Logging: one line per record on stdout, readable in `heroku logs` ------
 LOG_LEVEL = env.str(
@@ -468,7 +524,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "heroku": {"format": LOG_FORMAT, "datefmt": "%Y-%m-%d %H:%M:%S%z"},
+        # One line per record, whatever a message carries (config/logfmt.py).
+        "heroku": {
+            "class": "config.logfmt.OneLineFormatter",
+            "format": LOG_FORMAT,
+            "datefmt": "%Y-%m-%d %H:%M:%S%z",
+        },
     },
     "handlers": {
         "stdout": {
@@ -524,6 +585,7 @@ init_sentry(
         unquote(urlsplit(REDIS_URL).password or ""),
         DATABASES["default"].get("PASSWORD"),
         EMAIL_HOST_PASSWORD,
+        HEALTH_TOKEN,
     ],
     # A refused SMTP login leaves base64 of "\0user\0password" in smtplib's locals.
     credential_pairs=[(EMAIL_HOST_USER, EMAIL_HOST_PASSWORD)],

@@ -31,6 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "koolclips-local"
 CUBE = "localcube"
 WEB_PORT = int(os.environ.get("PORT", "8000"))
+LOCAL_CREDENTIALS = {
+    "DJANGO_SECRET_KEY": "insecure-local-development-key-not-for-production",
+    "CLOUDCUBE_ACCESS_KEY_ID": "local",
+    "CLOUDCUBE_SECRET_ACCESS_KEY": "local",
+}
 
 
 def log(message: str) -> None:
@@ -107,12 +112,13 @@ def serve(state: Path, redis_server: RedisServer, s3: LocalS3Server) -> int:
         (state / "local.sqlite3").unlink(missing_ok=True)
         env["DATABASE_URL"] = f"sqlite:///{state / 'local.sqlite3'}"
     env.setdefault("DJANGO_DEBUG", "1")
-    env.setdefault("DJANGO_SECRET_KEY", "insecure-local-development-key-not-for-production")
-    env.setdefault("CLOUDCUBE_ACCESS_KEY_ID", "local")
-    env.setdefault("CLOUDCUBE_SECRET_ACCESS_KEY", "local")
     env.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
     # The weekly report goes to the console backend locally: give it an address.
     env.setdefault("DJANGO_ADMIN_EMAILS", "admin@localhost")
+    # The stack's own, whatever the shell holds: a real key or cube secret
+    # exported in the developer's shell never reaches the local stack or
+    # .devstack/env (the cube is the local S3 server anyway).
+    env.update(LOCAL_CREDENTIALS)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
         REDIS_URL=redis_server.url,

@@ -13,23 +13,39 @@ import os
 import shlex
 from pathlib import Path
 
+from config.env import is_secret_name
+
 ROOT = Path(__file__).resolve().parent.parent
 
-# What a manage.py command needs to reach the running stack's services, and
-# the settings that shape what it does (the schedule, retention, key prefix...).
-ENV_NAMES = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CLOUDCUBE_URL")
+# What `make run` itself sets for its processes (devstack/run.py): the services'
+# URLs and the local stack's own credentials and defaults. `.devstack/env`
+# holds these, and the developer's non-secret schedule and cleanup settings the
+# stack was started with (ENV_PREFIXES), so that a `make manage` command sees
+# the same schedule, retention and key prefix as the stack's worker. Nothing
+# else from the developer's shell: no other DJANGO_*, CLOUDCUBE_*, SENTRY_* or
+# EMAIL_* value, and no variable whose name says it is a secret.
+ENV_NAMES = (
+    "DJANGO_SETTINGS_MODULE",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CLOUDCUBE_URL",
+    "CLOUDCUBE_ACCESS_KEY_ID",
+    "CLOUDCUBE_SECRET_ACCESS_KEY",
+    "DJANGO_DEBUG",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_SECURE_SSL_REDIRECT",
+    "DJANGO_ADMIN_EMAILS",
+)
 ENV_PREFIXES = (
-    "DJANGO_",
-    "CLOUDCUBE_",
     "CLEANUP_",
     "WEEKLY_REPORT_",
     "REDBEAT_",
     "BEAT_",
     "HEALTH_",
     "CUBE_STATS_",
-    "SENTRY_",
-    "EMAIL_",
 )
+# Owner only: it holds the stack's database URL and keys.
+ENV_FILE_MODE = 0o600
 
 
 class StackBusy(RuntimeError):
@@ -92,17 +108,22 @@ def stack_env(env: dict[str, str]) -> dict[str, str]:
     return {
         name: value
         for name, value in sorted(env.items())
-        if name in ENV_NAMES or name.startswith(ENV_PREFIXES)
+        if name in ENV_NAMES or (name.startswith(ENV_PREFIXES) and not is_secret_name(name))
     }
 
 
 def write_env_file(directory: Path, env: dict[str, str]) -> Path:
-    """`<state>/env`: `export NAME=value` lines, safe to `source` from a shell."""
+    """`<state>/env`, mode 0600: `export NAME=value` lines, safe to `source` from a shell."""
     path = directory / "env"
     lines = ["# Written by `make run` for `make manage`; removed when the stack stops."]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in stack_env(env).items()]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
+    tmp.unlink(missing_ok=True)
+    # Created with its mode, never readable by others even for an instant.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, ENV_FILE_MODE)
+    with os.fdopen(fd, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    os.chmod(tmp, ENV_FILE_MODE)  # whatever the umask took away, nothing it added
     tmp.replace(path)
     return path
 

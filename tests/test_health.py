@@ -14,7 +14,11 @@ def live_services(db, redis_server, cube):
 
 
 @pytest.mark.processes
-def test_health_ok_when_everything_answers(client, live_services, worker_env, tmp_path):
+def test_health_ok_when_everything_answers(
+    client, live_services, worker_env, tmp_path, django_user_model
+):
+    # Staff see the details (anonymous callers only up/down per part: test_web_security.py).
+    client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
     # "Everything" includes a scheduler: the Procfile's worker, with its beat.
     worker = ProcfileProcess("worker", worker_env, tmp_path / "worker.log").start()
     try:

@@ -150,7 +150,7 @@ def children_of(pid: int) -> set[int]:
 
 
 def test_503_within_two_canary_periods_when_the_worker_stops_executing_while_beat_ticks(
-    client, worker_env, redis_client, cube, tmp_path, settings
+    client, worker_env, redis_client, cube, tmp_path, settings, django_user_model
 ):
     """The consumer is stopped by SIGSTOPping the worker's pool children only.
 
@@ -170,6 +170,9 @@ def test_503_within_two_canary_periods_when_the_worker_stops_executing_while_bea
         BEAT_MAX_LOOP_INTERVAL=str(loop),
         REDBEAT_LOCK_TIMEOUT="4",
     )
+
+    # Staff see the checks' details (errors), anonymous callers only up/down.
+    client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
 
     def health() -> tuple[int, dict]:
         response = client.get("/health/")

@@ -1,11 +1,17 @@
 from datetime import UTC
 
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
+from django import forms
 from django.contrib import admin
+from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from viral_clips.models import CleanupRun, Clip
+from viral_clips.uploads import ALLOWED_WORDS, EXTENSIONS, check_upload
+from viral_clips.visible import describe_hidden, has_hidden, visible
 
 admin.site.site_header = "koolclips admin"
 admin.site.site_title = "koolclips"
@@ -27,9 +33,68 @@ class NarrowScreens:
         css = {"all": ("viral_clips/admin.css",)}
 
 
+def visible_field(name: str, description: str):
+    """A read-only display of a text field, hidden characters escaped (viral_clips/visible.py)."""
+
+    @admin.display(description=description)
+    def show(self, obj) -> str:
+        return visible(getattr(obj, name))
+
+    return show
+
+
+class _ShownFile:
+    """The stored file as the upload widget shows it: its real URL, its name escaped."""
+
+    def __init__(self, file):
+        self.url = file.url
+        self._name = visible(file.name)
+
+    def __str__(self) -> str:
+        return self._name
+
+
+class ClipFileInput(forms.ClearableFileInput):
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        if context["widget"]["is_initial"]:
+            context["widget"]["value"] = _ShownFile(value)
+        return context
+
+
+class ClipForm(forms.ModelForm):
+    """Uploads: video or image only, by name and content, stored under a safe name
+    with the type of its content (viral_clips/uploads.py)."""
+
+    class Meta:
+        model = Clip
+        fields = ("title", "file", "pinned")
+        widgets = {"file": ClipFileInput(attrs={"accept": ",".join(EXTENSIONS)})}
+        help_texts = {"file": f"A video or image: {ALLOWED_WORDS}."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        title = self.initial.get("title") or ""
+        if title and has_hidden(title):
+            # The text box shows the title as stored; say what it hides.
+            self.fields["title"].help_text = (
+                f"This title contains hidden characters ({describe_hidden(title)}): it is"
+                f" {visible(title)}"
+            )
+
+    def clean_file(self):
+        upload = self.cleaned_data.get("file")
+        if isinstance(upload, UploadedFile):
+            checked = check_upload(upload.name, upload)
+            upload.name = checked.name
+            upload.content_type = checked.content_type
+        return upload
+
+
 @admin.register(Clip)
 class ClipAdmin(NarrowScreens, admin.ModelAdmin):
-    list_display = ("title", "size", "age", "pinned", "created_at")
+    form = ClipForm
+    list_display = ("shown_title", "size", "age", "pinned", "created_at")
     list_filter = ("pinned", "created_at")
     list_editable = ("pinned",)
     search_fields = ("title", "file")
@@ -40,7 +105,23 @@ class ClipAdmin(NarrowScreens, admin.ModelAdmin):
         # The size is measured from the file on save: nothing to show before.
         if obj is None:
             return ("title", "file", "pinned")
+        if not self.has_change_permission(request, obj):
+            # Shown as text, not in form fields: hidden characters escaped.
+            return ("shown_title", "shown_file", "pinned", "size", "created_at")
         return ("title", "file", "pinned", "size", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*super().get_readonly_fields(request, obj), "shown_title", "shown_file")
+
+    @admin.display(description="Title", ordering="title")
+    def shown_title(self, obj: Clip) -> str:
+        return visible(obj.title)
+
+    @admin.display(description="File")
+    def shown_file(self, obj: Clip) -> str:
+        if not obj.file:
+            return "—"
+        return format_html('<a href="{}">{}</a>', obj.file.url, visible(obj.file.name))
 
     @admin.display(description="Size", ordering="size_bytes")
     def size(self, obj: Clip) -> str:
@@ -75,9 +156,9 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
         ("objects_kept", "error_count"),
         "would_delete",
         "errors",
-        "detail",
-        ("cube", "host"),
-        ("task_id", "scheduled_for"),
+        "shown_detail",
+        ("shown_cube", "shown_host"),
+        ("shown_task_id", "scheduled_for"),
     )
     readonly_fields = (
         "status",
@@ -94,18 +175,28 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
         "error_count",
         "would_delete",
         "errors",
-        "detail",
-        "cube",
-        "host",
-        "task_id",
+        "shown_detail",
+        "shown_cube",
+        "shown_host",
+        "shown_task_id",
         "scheduled_for",
     )
+    # Text from outside (exception messages, keys): hidden characters escaped.
+    shown_detail = visible_field("detail", "Detail")
+    shown_cube = visible_field("cube", "Cube")
+    shown_host = visible_field("host", "Host")
+    shown_task_id = visible_field("task_id", "Task id")
 
-    # The record is written by the cleanup only: view, never edit (no Save buttons).
+    # The record is written by the cleanup only: view, never edit (no Save
+    # buttons), and never delete: runs are the audit trail. Nobody deletes one
+    # by hand, superusers included (no delete page, no "delete selected").
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
     @admin.display(description="Started (UTC)", ordering="started_at")
@@ -151,7 +242,7 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
         more = obj.files_deleted - len(keys)
         return format_html(
             '<ul class="would-delete">{}</ul>{}',
-            format_html_join("", "<li><code>{}</code></li>", ((key,) for key in keys)),
+            format_html_join("", "<li><code>{}</code></li>", ((visible(key),) for key in keys)),
             format_html("<p>… and {} more</p>", more) if more > 0 else "",
         )
 
@@ -165,6 +256,30 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
             format_html_join(
                 "",
                 "<li><code>{}</code>: {} {}</li>",
-                ((e.get("key"), e.get("code"), e.get("message")) for e in sample),
+                (
+                    (visible(e.get("key")), visible(e.get("code")), visible(e.get("message")))
+                    for e in sample
+                ),
             ),
         )
+
+
+# --- Login lockouts (django-axes) ----------------------------------------------
+# Every active staff member may see who is locked out and why (view only: the
+# operator who cannot log in asks one who can). Lift a lockout with
+# `manage.py axes_reset_username <name>` / `axes_reset_ip <ip>` / `axes_reset`,
+# or a superuser deletes the attempt here.
+admin.site.unregister(AccessAttempt)
+
+
+@admin.register(AccessAttempt)
+class LockoutAdmin(AccessAttemptAdmin):
+    def has_module_permission(self, request) -> bool:
+        return _active_staff(request) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return _active_staff(request) or super().has_view_permission(request, obj)
+
+
+def _active_staff(request) -> bool:
+    return bool(request.user.is_active and request.user.is_staff)

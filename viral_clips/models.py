@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import models
 
 from scheduling.models import JobRun
+from viral_clips.visible import visible
 
 
 class Clip(models.Model):
@@ -20,7 +21,9 @@ class Clip(models.Model):
         indexes = [models.Index(fields=["file"])]
 
     def __str__(self) -> str:
-        return self.title
+        # What the admin shows in headings, messages and its history: hidden
+        # and direction-changing characters escaped.
+        return visible(self.title)
 
     def save(self, *args, **kwargs) -> None:
         if self.file and not self.size_bytes:

@@ -184,7 +184,7 @@ def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
         release_pending(task_id)
         raise
     logger.info(
-        "Manual %s queued by %s (task %s)",
+        "Manual %s queued by %r (task %s)",
         "dry run" if dry_run else "cleanup",
         requested_by,
         task_id,

@@ -1,4 +1,5 @@
-"""Thin views: /health/ (public), the staff dashboard and its Run now / Dry run action."""
+"""Thin views: /health/ (public, details for staff or a token), the staff dashboard
+and its Run now / Dry run action."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from django.urls import reverse
 from django.utils.timesince import timesince
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from viral_clips.dashboard import build_dashboard, run_now_confirmation
 from viral_clips.health import run_checks
+from viral_clips.health_access import health_body, may_see_details
 from viral_clips.run_now import request_cleanup
 
 # Only our own stylesheet and forms; no script, no frames, no third party.
@@ -42,13 +44,16 @@ def favicon(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def health(request: HttpRequest) -> JsonResponse:
     ok, checks, extra = run_checks()
-    return JsonResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks, **extra},
-        status=200 if ok else 503,
-    )
+    body = health_body(ok, checks, extra, details=may_see_details(request))
+    response = JsonResponse(body, status=200 if ok else 503)
+    if request.method == "HEAD":
+        # Uptime monitors probe with HEAD: the same status and headers, no body.
+        response["Content-Length"] = str(len(response.content))
+        response.content = b""
+    return response
 
 
 def staff_required(view: Callable) -> Callable:

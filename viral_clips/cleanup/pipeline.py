@@ -240,7 +240,7 @@ class DeletePipeline:
             report.would_delete.extend(key for key, _ in batch[:room])
         if errors:
             logger.warning(
-                "Cloudcube cleanup: %d of %d keys in a batch could not be deleted (first: %s %s)",
+                "Cloudcube cleanup: %d of %d keys in a batch could not be deleted (first: %r %r)",
                 len(errors),
                 len(batch),
                 errors[0].get("Code"),

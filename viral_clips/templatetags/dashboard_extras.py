@@ -1,4 +1,5 @@
-"""Relative times for the dashboard: "12 seconds ago", "in 4 hours, 11 minutes"."""
+"""Relative times for the dashboard ("12 seconds ago", "in 4 hours, 11 minutes"),
+and `visible` for text from outside (keys, titles, error messages)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
 from viral_clips.cleanup import cleanup_scope_labels
+from viral_clips.visible import visible as _visible
 
 register = template.Library()
+
+
+@register.filter
+def visible(value: object) -> str:
+    """Bidi controls and invisible characters shown as escapes (viral_clips/visible.py);
+    the result is still escaped for HTML like any other text."""
+    return _visible(value)
 
 
 def _seconds(value: datetime, now: datetime | None) -> float:
