@@ -14,6 +14,9 @@ it asks the ledger, per registered job:
 * a slot that has a row is never sent: an entry re-created after a flush
   fires no extra run.
 
+A paused job is not caught up, nor is a slot that fell before its last
+resume, nor a run an operator stopped (scheduling/controls.py).
+
 Only a job the ledger has history for is caught up: a job with no row at all
 is new (just added, or the ledger was just deployed next to entries that the
 previous code ran), so nothing of it was missed, and RedBeat's own entry starts
@@ -30,7 +33,7 @@ from datetime import datetime, timedelta
 
 from celery.schedules import crontab
 
-from scheduling import ledger, registry, slots
+from scheduling import controls, ledger, registry, slots
 from scheduling.registry import Job
 
 logger = logging.getLogger("celery.beat")
@@ -71,13 +74,23 @@ def plan(now: datetime) -> list[CatchUp]:
             continue
         if latest_recorded_slot(job) is None:
             continue  # a new job: nothing of it was missed
+        if controls.pause_state(job.entry).paused:
+            continue  # its slots would only be recorded skipped
         since = now - job.catch_up
+        # Slots that fell while the job was paused are never caught up.
+        resumed = controls.resumed_at(job.entry)
+        if resumed is not None:
+            since = max(since, resumed)
         seen: set[datetime] = set()
         for row in ledger.resumable_rows(job.entry, since):
+            if controls.stop_order(row.pk) is not None:
+                continue  # an operator stopped it: not resumed
             if row.slot is not None and row.slot not in seen:
                 seen.add(row.slot)
                 planned.append(CatchUp(job, row.slot, f"its row is {row.status}"))
         due = latest_due_slot(job, now)
+        if due is not None and due < since:
+            due = None
         if due is not None and due not in seen and not ledger.slot_recorded(job.entry, due):
             planned.append(CatchUp(job, due, "no ledger row"))
     return planned

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from scheduling import lease, ledger
+from scheduling import controls, lease, ledger
 from scheduling.db import db_retry
 from scheduling.execution import Execution
 from scheduling.models import JobRun
@@ -55,7 +55,9 @@ def claim(
       (a new token, `attempt` + 1) and resumed;
     * a new scheduled slot due while its overlap group is busy is `deferred`
       (overlap "defer") or `skipped` (overlap "skip"); a manual or command run
-      is refused then.
+      is refused then;
+    * a scheduled or catch-up slot of a paused job is `skipped` ("paused (…)");
+      a row an operator stopped is never taken over (scheduling/controls.py).
     """
     if trigger not in Trigger.values:
         raise ValueError(f"unknown trigger {trigger!r}; one of {Trigger.values}")
@@ -74,6 +76,10 @@ def _claim_once(
     lease.ensure(job)
     ledger.mark_abandoned(job.entry)
     existing = _existing_row(job, slot, task_id)
+    if slot is not None and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+        paused = controls.pause_state(job.entry)
+        if paused.paused and (existing is None or existing.status in JobRun.RESUMABLE):
+            return _skip_paused(job, trigger, slot, task_id, existing, paused.describe())
     if existing is None:
         return _claim_new(job, trigger, slot, task_id)
     return _claim_existing(job, existing, trigger, slot, task_id)
@@ -142,6 +148,8 @@ def _claim_existing(job: Job, row: JobRun, trigger: str, slot: datetime | None, 
         return _skip(
             job, trigger, slot, task_id, f"{what} already ran (run #{row.pk}, {row.status})"
         )
+    if row.status == Status.INTERRUPTED and (order := controls.stop_order(row.pk)):
+        return _skip(job, trigger, slot, task_id, f"{what} (run #{row.pk}) was {order.describe()}")
     if row.status == Status.RUNNING:
         return _skip(
             job,
@@ -201,6 +209,24 @@ def _skip(job: Job, trigger: str, slot: datetime | None, task_id: str, reason: s
     )
     logger.warning("%s: %s (ledger row #%s)", job.entry, reason, run.pk)
     return Refusal(Status.SKIPPED, reason, run)
+
+
+def _skip_paused(
+    job: Job, trigger: str, slot: datetime, task_id: str, row: JobRun | None, reason: str
+) -> Refusal | None:
+    """A slot of a paused job: recorded `skipped` with the reason `paused (…)`.
+    A row of it still waiting (deferred, interrupted, …) becomes that skipped
+    row, so that nothing resumes it after the pause."""
+    if row is None:
+        return _skip(job, trigger, slot, task_id, reason)
+    changed = JobRun.objects.filter(pk=row.pk, token=row.token, status=row.status).update(
+        status=Status.SKIPPED, detail=reason[:2000], finished_at=timezone.now(), token=""
+    )
+    if changed != 1:
+        return None  # taken over meanwhile: look again
+    row.refresh_from_db()
+    logger.warning("%s: %s (ledger row #%s)", job.entry, reason, row.pk)
+    return Refusal(Status.SKIPPED, reason, row)
 
 
 def _describe(run: JobRun | None) -> str:

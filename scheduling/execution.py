@@ -19,7 +19,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from scheduling import lease, shutdown
+from scheduling import controls, lease, shutdown
 from scheduling.db import db_retry
 from scheduling.models import JobRun
 from scheduling.registry import Job
@@ -43,6 +43,10 @@ class Execution:
     token: str
     resumed: bool = False
     _last_renewal: float = field(default_factory=time.monotonic)
+    _stop: controls.StopWatch | None = None
+
+    def __post_init__(self) -> None:
+        self._stop = controls.StopWatch(self.run.pk)
 
     @property
     def slot(self) -> datetime | None:
@@ -62,8 +66,18 @@ class Execution:
         return dict(self.run.state or {})
 
     def should_stop(self) -> bool:
-        """True once this process is asked to stop (a shutdown, a command's Ctrl-C)."""
-        return shutdown.requested()
+        """True once this process is asked to stop (a shutdown, a command's
+        Ctrl-C) or an operator stopped this run (read at most once a second)."""
+        return shutdown.requested() or self._stop.stopped()
+
+    def stop_order(self):
+        """The operator's stop order for this run (scheduling.models.RunStop), or None."""
+        return self._stop.confirmed()
+
+    def stop_detail(self) -> str | None:
+        """How the run ends when an operator stopped it; None for a shutdown."""
+        order = self.stop_order()
+        return order.describe() if order is not None else None
 
     # --- while running ------------------------------------------------------
     def progress(self, *_args: Any, **_kwargs: Any) -> None:

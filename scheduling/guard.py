@@ -6,6 +6,7 @@
       claim -> Execution -> body returns       -> finish(its status)
                          -> body raises        -> finish(failed), raised on
                          -> StopRequested      -> interrupt(), re-queued
+                            (an operator's Stop -> interrupt("stopped by …"), acked)
                          -> LeaseLost          -> nothing more written
       an Execution always releases its lease at the end.
 
@@ -81,6 +82,17 @@ def guarded(job: Job) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                 with shutdown.stoppable():
                     result = body(task, *args, **kwargs)
             except shutdown.StopRequested as exc:
+                stopped = outcome.stop_detail()
+                if stopped is not None:
+                    # An operator's Stop: ended for good, the message is acked
+                    # (and claim refuses any redelivery of this row).
+                    outcome.interrupt(stopped)
+                    logger.warning("%s: run #%s %s", job.entry, outcome.run.pk, stopped)
+                    return {
+                        "status": Status.INTERRUPTED,
+                        "reason": stopped,
+                        "job_run_id": outcome.run.pk,
+                    }
                 outcome.interrupt()
                 logger.warning("%s interrupted by shutdown; re-queued (%s)", job.entry, exc)
                 raise Reject(str(exc), requeue=True) from exc
@@ -150,7 +162,7 @@ def execution(job: Job, *, trigger: str = Trigger.COMMAND) -> Iterator[Execution
     try:
         yield run
     except (shutdown.StopRequested, KeyboardInterrupt, SystemExit) as exc:
-        run.interrupt(f"interrupted ({type(exc).__name__}); not resumed")
+        run.interrupt(run.stop_detail() or f"interrupted ({type(exc).__name__}); not resumed")
         raise
     except BaseException as exc:
         run.finish(Status.FAILED, f"{type(exc).__name__}: {exc}")

@@ -108,3 +108,71 @@ class JobLease(models.Model):
 
     def __str__(self) -> str:
         return f"lease {self.group}: {self.holder or 'free'}"
+
+
+# --- The operator's hands (scheduling/controls.py) ----------------------------
+class JobPause(models.Model):
+    """A job's pause switch: a row per job that was ever paused. While `paused`,
+    its scheduled and catch-up slots are recorded `skipped` ("paused: …")
+    instead of run; `resumed_at` is the instant before which no missed slot is
+    ever caught up."""
+
+    job = models.CharField(max_length=100, unique=True)
+    paused = models.BooleanField(default=False)
+    changed_at = models.DateTimeField()
+    changed_by = models.CharField(max_length=150)
+    reason = models.TextField(blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.job}: {'paused' if self.paused else 'running'}"
+
+
+class RunStop(models.Model):
+    """An operator's order to stop one running execution. Its Execution reads
+    it (at most once a second) and stops at the next safe point; the run ends
+    `interrupted` and is never resumed by a redelivery or catch-up."""
+
+    run = models.OneToOneField(JobRun, on_delete=models.CASCADE, related_name="stop_order")
+    requested_at = models.DateTimeField()
+    requested_by = models.CharField(max_length=150)
+    reason = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"stop run #{self.run_id} by {self.requested_by}"
+
+    def describe(self) -> str:
+        return f"stopped by {self.requested_by}: {self.reason}; not resumed"
+
+
+class JobAction(models.Model):
+    """The audit trail: every pause, resume, stop and manual run, who and why.
+    Written once, never changed or deleted from the admin."""
+
+    class Action(models.TextChoices):
+        PAUSE = "pause", "Pause"
+        RESUME = "resume", "Resume"
+        STOP = "stop", "Stop"
+        RUN = "run", "Run now"
+
+    job = models.CharField(max_length=100, db_index=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.CharField(max_length=150)
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The run it concerns (a stop), or the task id a Run now queued.
+    run = models.ForeignKey(JobRun, null=True, blank=True, on_delete=models.SET_NULL)
+    task_id = models.CharField(max_length=64, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        # Granted to no one but superusers until given (docs/operations.md).
+        permissions = [
+            ("run_job", "Can run a job now"),
+            ("pause_job", "Can pause and resume a job"),
+            ("stop_job", "Can stop a running job"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.job} by {self.actor}"

@@ -13,7 +13,7 @@ from django.utils import timezone
 from devstack.ports import free_port
 from scheduling.claim import claim
 from tests.support.broker import queued_messages
-from tests.support.jobs import CLEANUP
+from tests.support.jobs import CLEANUP, operators_group
 from tests.support.runs import make_run
 from viral_clips.cube_stats import refresh_cube_stats
 from viral_clips.models import CleanupRun, Clip, CubeMeasurement
@@ -32,7 +32,16 @@ def services(cube, redis_client):
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user("operator", password=PASSWORD, is_staff=True)
+    """An operator: staff, in a group holding the job permissions (docs/operations.md)."""
+    user = django_user_model.objects.create_user("operator", password=PASSWORD, is_staff=True)
+    user.groups.add(operators_group())
+    return user
+
+
+@pytest.fixture
+def bare_staff(django_user_model):
+    """Staff with no permission at all: may look, may not act."""
+    return django_user_model.objects.create_user("looker", password=PASSWORD, is_staff=True)
 
 
 @pytest.fixture
@@ -124,7 +133,7 @@ def test_unknown_mode_is_a_bad_request(staff_client, services):
 
 def test_run_now_and_dry_run_queue_the_task_with_trigger_manual(staff_client, services):
     # Run now deletes: it is queued once confirmed (see the confirmation tests below).
-    response = staff_client.post("/run-now/", {"mode": "run", "confirm": "1"}, follow=True)
+    response = staff_client.post("/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand"}, follow=True)
     assert response.redirect_chain == [("/", 302)]
     assert "Cleanup queued" in response.content.decode()
     [message] = queued_messages(services)
@@ -134,7 +143,7 @@ def test_run_now_and_dry_run_queue_the_task_with_trigger_manual(staff_client, se
 
 def test_a_second_press_says_so_instead_of_queueing(staff_client, services):
     staff_client.post("/run-now/", {"mode": "dry-run"})
-    response = staff_client.post("/run-now/", {"mode": "run", "confirm": "1"}, follow=True)
+    response = staff_client.post("/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand"}, follow=True)
     text = response.content.decode()
     assert "Cleanup not queued: A dry run was requested by operator and is queued" in text
     assert "It was not queued again." in text
@@ -186,11 +195,11 @@ def test_run_now_asks_for_confirmation_and_queues_nothing_until_confirmed(staff,
     assert not services.exists(PENDING_KEY)
 
     # Confirming needs the CSRF token like any action.
-    assert client.post("/run-now/", {"mode": "run", "confirm": "1"}).status_code == 403
+    assert client.post("/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand"}).status_code == 403
     assert queued_messages(services) == []
     token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', response.content)[1]
     confirmed = client.post(
-        "/run-now/", {"mode": "run", "confirm": "1", "csrfmiddlewaretoken": token.decode()}
+        "/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand", "csrfmiddlewaretoken": token.decode()}
     )
     assert confirmed.status_code == 302
     [message] = queued_messages(services)

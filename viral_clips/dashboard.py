@@ -15,10 +15,12 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from scheduling import ledger
+from scheduling import controls, ledger, registry
+from scheduling.models import JobAction, JobRun
+from scheduling.registry import Job
 from scheduling.schedules import ParsedSchedule
 from scheduling.status import scheduler_status
-from viral_clips.cleanup import default_retention_days
+from viral_clips.cleanup import default_retention_days, retention_or_default
 from viral_clips.cube_stats import CubeStats, cube_stats
 from viral_clips.models import CleanupRun
 from viral_clips.run_now import CleanupActivity, current_activity
@@ -28,6 +30,7 @@ from viral_clips.tasks import scheduled_cloudcube_cleanup, send_weekly_report
 logger = logging.getLogger(__name__)
 
 RECENT_RUNS = 20
+RECENT_ACTIONS = 20
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Dashboard:
     report_next_run_at: datetime | None = None
     report_last: ReportLastRun | None = None
     active_run: CleanupRun | None = None  # the running cleanup's row, for its progress
+    controls: list[JobControl] = field(default_factory=list)  # pause/stop/run per job
+    actions: list[JobAction] = field(default_factory=list)  # the audit trail, newest first
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -141,6 +146,8 @@ def build_dashboard() -> Dashboard:
         board.active_run = CleanupRun.objects.filter(pk=activity.run_id).first()
     # From the database only (the last full scan): never a listing in a request.
     board.cube = _attempt(errors, "cube", cube_stats)
+    board.controls = _attempt(errors, "controls", job_controls) or []
+    board.actions = _attempt(errors, "actions", recent_actions) or []
     board.now = timezone.now()  # after every part, so no "ago" is in the future
     return board
 
@@ -153,17 +160,70 @@ class RunNowConfirmation:
     cube: str
     last_dry_run: CleanupRun | None
     now: datetime
+    default_retention_days: int = 0
 
 
-def run_now_confirmation() -> RunNowConfirmation:
+def run_now_confirmation(retention_days: object | None = None) -> RunNowConfirmation:
+    """For the retention asked (validated like CLEANUP_RETENTION_DAYS:
+    InvalidRetention), the last dry run with that retention."""
+    retention = retention_or_default(retention_days)
     last_dry_run = (
-        CleanupRun.objects.filter(dry_run=True, status=CleanupRun.Status.SUCCEEDED)
+        CleanupRun.objects.filter(
+            dry_run=True, status=CleanupRun.Status.SUCCEEDED, retention_days=retention
+        )
         .order_by("-started_at")
         .first()
     )
     return RunNowConfirmation(
-        retention_days=default_retention_days(),
+        retention_days=retention,
         cube=settings.CLOUDCUBE.cube,
         last_dry_run=last_dry_run,
         now=timezone.now(),
+        default_retention_days=default_retention_days(),
     )
+
+
+@dataclass
+class StopConfirmation:
+    job: str
+    run: JobRun | None
+    cleanup_run: CleanupRun | None
+    now: datetime
+
+
+def stop_confirmation(job: Job) -> StopConfirmation:
+    run = controls.running_run(job)
+    cleanup = CleanupRun.objects.filter(job_run=run).first() if run is not None else None
+    return StopConfirmation(job.entry, run, cleanup, timezone.now())
+
+
+@dataclass
+class JobControl:
+    """One row of the dashboard's controls: a job, paused or not, running or not."""
+
+    entry: str
+    description: str
+    pause: controls.PauseState
+    running: JobRun | None
+    stopping: bool = False
+
+
+def job_controls() -> list[JobControl]:
+    paused = controls.paused_entries()
+    rows = []
+    for job in registry.jobs():
+        running = controls.running_run(job)
+        rows.append(
+            JobControl(
+                entry=job.entry,
+                description=job.description,
+                pause=paused.get(job.entry, controls.PauseState(paused=False)),
+                running=running,
+                stopping=running is not None and controls.stop_order(running.pk) is not None,
+            )
+        )
+    return rows
+
+
+def recent_actions(n: int = RECENT_ACTIONS) -> list[JobAction]:
+    return list(JobAction.objects.order_by("-created_at", "-pk")[:n])

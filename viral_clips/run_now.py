@@ -32,9 +32,9 @@ from datetime import datetime
 import redis
 from django.utils import timezone
 
-from scheduling import ledger
+from scheduling import controls, ledger, registry
 from scheduling.app_redis import app_redis
-from viral_clips.cleanup import default_retention_days
+from viral_clips.cleanup import retention_or_default
 from viral_clips.models import CleanupRun
 from viral_clips.tasks import scheduled_cloudcube_cleanup
 
@@ -141,12 +141,23 @@ def current_activity() -> CleanupActivity | None:
         return _pending(client)
 
 
-def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
+def request_cleanup(
+    *,
+    dry_run: bool,
+    requested_by: str,
+    retention_days: object | None = None,
+    reason: str = "",
+) -> RunNowResult:
     """Queue the cleanup task with trigger `manual`, unless one is queued or running.
 
+    `retention_days` (default CLEANUP_RETENTION_DAYS) is validated first
+    (InvalidRetention). The press is audited (a JobAction) when it queues.
     Raises redis.RedisError when Redis (the marker and the broker) is down:
     nothing was queued then.
     """
+    retention_days = retention_or_default(retention_days)
+    # The dashboard and `jobs run` ask for a reason; older callers give none.
+    reason = reason.strip() or "(no reason given)"
     task_id = str(uuid.uuid4())
     marker = json.dumps(
         {
@@ -174,7 +185,7 @@ def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
     try:
         scheduled_cloudcube_cleanup.apply_async(
             kwargs={
-                "retention_days": default_retention_days(),
+                "retention_days": retention_days,
                 "dry_run": dry_run,
                 "trigger": CleanupRun.Trigger.MANUAL,
             },
@@ -183,13 +194,41 @@ def request_cleanup(*, dry_run: bool, requested_by: str) -> RunNowResult:
     except Exception:
         release_pending(task_id)
         raise
+    controls.record(
+        CLEANUP,
+        controls.Action.RUN,
+        requested_by,
+        reason,
+        task_id=task_id,
+        detail=f"{'dry run' if dry_run else 'cleanup'}, retention {retention_days} days",
+    )
     logger.info(
-        "Manual %s queued by %r (task %s)",
+        "Manual %s queued by %r (task %s, retention %s days)",
         "dry run" if dry_run else "cleanup",
         requested_by,
         task_id,
+        retention_days,
     )
     return RunNowResult(queued=True, task_id=task_id)
+
+
+def run_job_now(
+    entry: str,
+    *,
+    actor: str,
+    reason: str,
+    dry_run: bool = False,
+    retention_days: object | None = None,
+) -> RunNowResult:
+    """Run now for any job, through the same guard and ledger as a slot: the
+    cleanup by `request_cleanup` (never queued twice), the others queued as is."""
+    job = registry.get(entry)
+    if job == CLEANUP:
+        return request_cleanup(
+            dry_run=dry_run, requested_by=actor, retention_days=retention_days, reason=reason
+        )
+    action = controls.queue_run(job, actor, reason)
+    return RunNowResult(queued=True, task_id=action.task_id)
 
 
 def release_pending(task_id: str) -> bool:

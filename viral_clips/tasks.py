@@ -55,12 +55,14 @@ def scheduled_cloudcube_cleanup(
 ) -> dict:
     """Delete clip files older than CLEANUP_RETENTION_DAYS from the cube."""
     retention_days = retention_or_default(retention_days)
+    execution = current_execution()
+    # The ledger decides the trigger (a slot's header, not the kwargs): a bare
+    # `.delay(retention_days=5)` from a shell is a manual run.
+    trigger = CleanupRun.Trigger.SCHEDULE if execution.slot else execution.trigger
     # "scheduled" only for the schedule's own runs; a press of Run now says "manual".
     kind = "scheduled" if trigger == CleanupRun.Trigger.SCHEDULE else str(trigger)
     logger.info("Starting %s Cloudcube cleanup (retention: %s days)", kind, retention_days)
-    report = run_cleanup(
-        retention_days, dry_run=dry_run, trigger=trigger, context=current_execution()
-    )
+    report = run_cleanup(retention_days, dry_run=dry_run, trigger=trigger, context=execution)
     logger.info(
         "%s cleanup completed: %s %d files (%.2f MB), retained %d recent clips",
         kind.capitalize(),

@@ -1,5 +1,6 @@
 """Thin views: /health/ (public, details for staff or a token), the staff dashboard
-and its Run now / Dry run action."""
+and its actions: Run now / Dry run, and per job pause, resume, stop, run now
+(each behind its permission, scheduling/controls.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils.timesince import timesince
@@ -20,10 +27,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
-from viral_clips.dashboard import build_dashboard, run_now_confirmation
+from scheduling import controls, registry
+from viral_clips.cleanup import InvalidRetention
+from viral_clips.dashboard import build_dashboard, run_now_confirmation, stop_confirmation
 from viral_clips.health import run_checks
 from viral_clips.health_access import health_body, may_see_details
-from viral_clips.run_now import request_cleanup
+from viral_clips.run_now import CLEANUP, request_cleanup, run_job_now
 
 # Only our own stylesheet and forms; no script, no frames, no third party.
 DASHBOARD_CSP = (
@@ -73,6 +82,30 @@ def staff_required(view: Callable) -> Callable:
     return wrapped
 
 
+def permission_required(permission: str) -> Callable:
+    """After staff_required: the user must hold `permission` (superusers do), else 403."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if not request.user.has_perm(permission):
+                raise PermissionDenied(f"You need the permission {permission}.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def user_powers(user) -> dict[str, bool]:
+    """Which buttons the dashboard shows this user."""
+    return {
+        "run": user.has_perm(controls.PERM_RUN),
+        "pause": user.has_perm(controls.PERM_PAUSE),
+        "stop": user.has_perm(controls.PERM_STOP),
+    }
+
+
 def _with_csp_header(response: HttpResponse) -> HttpResponse:
     response.setdefault("Content-Security-Policy", DASHBOARD_CSP)
     return response
@@ -91,26 +124,47 @@ def with_csp(view: Callable) -> Callable:
 @staff_required
 @with_csp
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "viral_clips/dashboard.html", {"board": build_dashboard()})
+    context = {"board": build_dashboard(), "can": user_powers(request.user)}
+    return render(request, "viral_clips/dashboard.html", context)
 
 
 @never_cache
 @require_POST
 @csrf_protect
 @staff_required
+@permission_required(controls.PERM_RUN)
 def run_now(request: HttpRequest) -> HttpResponse:
+    """The cleanup's Run now / Dry run, with an operator-chosen retention."""
     mode = request.POST.get("mode")
     if mode not in ("run", "dry-run"):
         return HttpResponseBadRequest("mode must be 'run' or 'dry-run'")
     dry_run = mode == "dry-run"
-    if not dry_run and request.POST.get("confirm") != "1":
-        # A real deletion asks first; the page's own form (CSRF-protected) confirms.
+    retention = request.POST.get("retention_days", "").strip() or None
+    reason = request.POST.get("reason", "").strip()
+    try:
+        confirm = run_now_confirmation(retention)
+    except InvalidRetention as exc:
+        messages.error(request, f"Not queued: {exc}.")
+        return redirect("dashboard")
+    if not dry_run and (request.POST.get("confirm") != "1" or not reason):
+        # A real deletion asks first, with a reason for the audit trail; the
+        # page's own form (CSRF-protected) confirms.
+        missing = request.POST.get("confirm") == "1" and not reason
         return _with_csp_header(
-            render(request, "viral_clips/confirm_run.html", {"confirm": run_now_confirmation()})
+            render(
+                request,
+                "viral_clips/confirm_run.html",
+                {"confirm": confirm, "missing_reason": missing},
+            )
         )
     kind = "Dry run" if dry_run else "Cleanup"
     try:
-        result = request_cleanup(dry_run=dry_run, requested_by=request.user.get_username())
+        result = request_cleanup(
+            dry_run=dry_run,
+            requested_by=request.user.get_username(),
+            retention_days=confirm.retention_days,
+            reason=reason or "dry run",
+        )
     except redis.RedisError as exc:
         messages.error(request, f"{kind} not queued: Redis is unavailable ({type(exc).__name__}).")
         return redirect("dashboard")
@@ -126,3 +180,83 @@ def run_now(request: HttpRequest) -> HttpResponse:
             " It was not queued again.",
         )
     return redirect("dashboard")
+
+
+def _job(entry: str):
+    try:
+        return registry.get(entry)
+    except KeyError as exc:
+        raise Http404(f"no job {entry!r}") from exc
+
+
+def _actor(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+@never_cache
+@require_POST
+@csrf_protect
+@staff_required
+@permission_required(controls.PERM_RUN)
+def run_job(request: HttpRequest, entry: str) -> HttpResponse:
+    """Run now for a job other than the cleanup (which has its own page)."""
+    job = _job(entry)
+    if job == CLEANUP:
+        return run_now(request)
+    try:
+        run_job_now(entry, actor=_actor(request), reason=request.POST.get("reason", ""))
+    except controls.ControlError as exc:
+        messages.error(request, f"{entry} not queued: {exc}.")
+    except redis.RedisError as exc:
+        messages.error(request, f"{entry} not queued: Redis is unavailable ({type(exc).__name__}).")
+    else:
+        messages.success(request, f"{entry} queued; it runs through the guard like a slot.")
+    return redirect("dashboard")
+
+
+def _toggle(request: HttpRequest, entry: str, act: Callable, done: str) -> HttpResponse:
+    job = _job(entry)
+    try:
+        act(job, _actor(request), request.POST.get("reason", ""))
+    except controls.ControlError as exc:
+        messages.error(request, f"{entry}: {exc}.")
+    else:
+        messages.success(request, f"{entry} {done}.")
+    return redirect("dashboard")
+
+
+@never_cache
+@require_POST
+@csrf_protect
+@staff_required
+@permission_required(controls.PERM_PAUSE)
+def pause_job(request: HttpRequest, entry: str) -> HttpResponse:
+    return _toggle(request, entry, controls.pause, "paused: its next slots are skipped")
+
+
+@never_cache
+@require_POST
+@csrf_protect
+@staff_required
+@permission_required(controls.PERM_PAUSE)
+def resume_job(request: HttpRequest, entry: str) -> HttpResponse:
+    return _toggle(
+        request, entry, controls.resume, "resumed: the next slot runs, missed ones do not"
+    )
+
+
+@never_cache
+@require_POST
+@csrf_protect
+@staff_required
+@permission_required(controls.PERM_STOP)
+def stop_job(request: HttpRequest, entry: str) -> HttpResponse:
+    """Stop the job's running run, after a confirmation page that asks why."""
+    job = _job(entry)
+    reason = request.POST.get("reason", "").strip()
+    if request.POST.get("confirm") != "1" or not reason:
+        confirm = stop_confirmation(job)
+        missing = request.POST.get("confirm") == "1"
+        context = {"confirm": confirm, "missing_reason": missing}
+        return _with_csp_header(render(request, "viral_clips/confirm_stop.html", context))
+    return _toggle(request, entry, controls.stop, "told to stop: it ends after its current batch")

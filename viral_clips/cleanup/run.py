@@ -172,7 +172,12 @@ def run_cleanup(
     except StopRequested as exc:
         run.status = CleanupRun.Status.INTERRUPTED
         detail = "interrupted between batches; resumes on redelivery"
-        if isinstance(exc, CleanupBookkeepingFailed):
+        # An operator's Stop (scheduling/controls.py) says who, and is final.
+        stopped = getattr(context, "stop_detail", None)
+        stopped = stopped() if stopped is not None else None
+        if stopped:
+            detail = f"interrupted between batches, {stopped}"
+        elif isinstance(exc, CleanupBookkeepingFailed):
             detail = f"{exc}; resumes on redelivery"
         try:
             books.save(detail=detail)
