@@ -12,12 +12,13 @@ import subprocess
 import sys
 import termios
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from scheduling import headers
 from tests.support.processes import ProcfileProcess
 from viral_clips.models import CleanupRun
 from viral_clips.tasks import CleanupFailed, scheduled_cloudcube_cleanup
@@ -35,8 +36,10 @@ def test_task_logs_the_exact_start_and_completion_lines(cube, caplog, settings, 
     cube.put("testcube/public/clips/b.mp4", b"b" * MB, age=OLD)
     cube.put("testcube/public/clips/c.mp4", b"c", age=NEW)
 
+    # A scheduled run is one beat sent: its message carries the slot.
+    slot = datetime.now(UTC).replace(microsecond=0)
     with caplog.at_level(logging.INFO, logger="viral_clips.tasks"):
-        result = scheduled_cloudcube_cleanup.apply().get()
+        result = scheduled_cloudcube_cleanup.apply(headers=headers.for_slot(slot)).get()
 
     messages = [r.getMessage() for r in caplog.records if r.name == "viral_clips.tasks"]
     assert messages == [
@@ -71,6 +74,19 @@ def test_a_manual_run_logs_as_manual_and_counts_only_recent_clips_as_recent(
         "Manual cleanup completed: Would delete 1 files (1.00 MB), retained 1 recent clips",
         "Kept 1 expired files of pinned or recent clips",
     ]
+
+
+@pytest.mark.django_db
+def test_the_seed_shell_habit_is_recorded_as_manual(cube, redis_client):
+    """`scheduled_cloudcube_cleanup.delay(retention_days=5)` from a Django shell:
+    no slot, so manual, in the ledger and in the cleanup's own record."""
+    cube.put("testcube/public/clips/a.mp4", age=OLD)
+    assert scheduled_cloudcube_cleanup.apply(kwargs={"retention_days": 5}).get()["status"] == (
+        "succeeded"
+    )
+    run = CleanupRun.objects.get()
+    assert (run.trigger, run.retention_days, run.job_run.trigger) == ("manual", 5, "manual")
+    assert cube.keys() == []
 
 
 @pytest.mark.django_db

@@ -133,7 +133,9 @@ def test_unknown_mode_is_a_bad_request(staff_client, services):
 
 def test_run_now_and_dry_run_queue_the_task_with_trigger_manual(staff_client, services):
     # Run now deletes: it is queued once confirmed (see the confirmation tests below).
-    response = staff_client.post("/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand"}, follow=True)
+    response = staff_client.post(
+        "/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand"}, follow=True
+    )
     assert response.redirect_chain == [("/", 302)]
     assert "Cleanup queued" in response.content.decode()
     [message] = queued_messages(services)
@@ -143,7 +145,9 @@ def test_run_now_and_dry_run_queue_the_task_with_trigger_manual(staff_client, se
 
 def test_a_second_press_says_so_instead_of_queueing(staff_client, services):
     staff_client.post("/run-now/", {"mode": "dry-run"})
-    response = staff_client.post("/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand"}, follow=True)
+    response = staff_client.post(
+        "/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand"}, follow=True
+    )
     text = response.content.decode()
     assert "Cleanup not queued: A dry run was requested by operator and is queued" in text
     assert "It was not queued again." in text
@@ -195,11 +199,15 @@ def test_run_now_asks_for_confirmation_and_queues_nothing_until_confirmed(staff,
     assert not services.exists(PENDING_KEY)
 
     # Confirming needs the CSRF token like any action.
-    assert client.post("/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand"}).status_code == 403
+    assert (
+        client.post("/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand"}).status_code
+        == 403
+    )
     assert queued_messages(services) == []
     token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', response.content)[1]
     confirmed = client.post(
-        "/run-now/", {"mode": "run", "confirm": "1", "reason": "by hand", "csrfmiddlewaretoken": token.decode()}
+        "/run-now/",
+        {"mode": "run", "confirm": "1", "reason": "by hand", "csrfmiddlewaretoken": token.decode()},
     )
     assert confirmed.status_code == 302
     [message] = queued_messages(services)

@@ -206,6 +206,7 @@ class JobControl:
     pause: controls.PauseState
     running: JobRun | None
     stopping: bool = False
+    own_card: bool = False  # the cleanup: Run now is its card's (retention, dry run)
 
 
 def job_controls() -> list[JobControl]:
@@ -220,6 +221,7 @@ def job_controls() -> list[JobControl]:
                 pause=paused.get(job.entry, controls.PauseState(paused=False)),
                 running=running,
                 stopping=running is not None and controls.stop_order(running.pk) is not None,
+                own_card=job == scheduled_cloudcube_cleanup.job,
             )
         )
     return rows

@@ -44,6 +44,9 @@ class _WithProgressBar:
     def fence(self) -> None:
         self.execution.fence()
 
+    def stop_detail(self) -> str | None:
+        return self.execution.stop_detail()
+
 
 class Command(BaseCommand):
     help = (

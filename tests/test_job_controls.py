@@ -1,0 +1,219 @@
+"""The operator's hands (issue 16): permissions, pause/resume, stop, run now,
+the `jobs` command and the audit trail, in-process against the real broker
+(redis-server) and the local S3 server. The process tests are in
+tests/test_job_controls_processes.py."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from scheduling import catchup, controls
+from scheduling.claim import Refusal, claim
+from scheduling.execution import Execution
+from scheduling.models import JobAction, JobPause, JobRun, RunStop
+from tests.support.broker import queued_messages
+from tests.support.jobs import CLEANUP, WEEKLY_REPORT, operators_group
+from viral_clips.models import CleanupRun
+from viral_clips.tasks import scheduled_cloudcube_cleanup
+
+pytestmark = pytest.mark.django_db
+OLD = timedelta(days=30)
+ENTRY = CLEANUP.entry
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(name: str, *, operator: bool) -> Client:
+        user = django_user_model.objects.create_user(name, password="pw-9-long", is_staff=True)
+        if operator:
+            user.groups.add(operators_group())
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+def _post_every_action(client: Client, before_the_runs=None) -> list[int]:
+    """Stop, pause, resume, then run (the cleanup, confirmed; the weekly report)."""
+    codes = [
+        client.post(f"/jobs/{ENTRY}/stop/", {"confirm": "1", "reason": "why"}).status_code,
+        client.post(f"/jobs/{ENTRY}/pause/", {"reason": "why"}).status_code,
+        client.post(f"/jobs/{ENTRY}/resume/", {"reason": "why"}).status_code,
+    ]
+    if before_the_runs is not None:
+        before_the_runs()
+    return [
+        *codes,
+        client.post(
+            "/run-now/",
+            {"mode": "run", "confirm": "1", "reason": "why", "retention_days": "1"},
+        ).status_code,
+        client.post(f"/jobs/{WEEKLY_REPORT.entry}/run/", {"reason": "why"}).status_code,
+    ]
+
+
+def _by_task(messages: list[dict]) -> dict[str, dict]:
+    return {message["task"]: message for message in messages}
+
+
+def test_staff_without_the_permission_gets_403_and_nothing_happens(make_user, cube, redis_client):
+    cube.put("testcube/public/clips/old.mp4", age=OLD)
+    running = claim(CLEANUP, trigger="manual", task_id="t-1")  # something to stop
+    looker = make_user("looker", operator=False)
+
+    page = looker.get("/").content.decode()
+    assert "Dry run" not in page and 'action="/jobs/' not in page  # no button shown
+    assert _post_every_action(looker) == [403] * 5
+    assert queued_messages(redis_client) == []
+    assert not JobPause.objects.exists() and not RunStop.objects.exists()
+    assert not JobAction.objects.exists()
+    assert not running.should_stop()
+    assert cube.keys() == ["testcube/public/clips/old.mp4"]
+
+    operator = make_user("operator", operator=True)
+    page = operator.get("/").content.decode()
+    assert f'action="/jobs/{ENTRY}/pause/"' in page and f'action="/jobs/{ENTRY}/stop/"' in page
+
+    def stopped() -> None:
+        assert RunStop.objects.get().run_id == running.run.pk
+        running.interrupt(running.stop_detail())
+        running.release()
+
+    assert _post_every_action(operator, stopped) == [302] * 5
+    queued = _by_task(queued_messages(redis_client))
+    cleanup = queued[CLEANUP.task]
+    assert (cleanup["trigger"], cleanup["retention_days"], cleanup["dry_run"]) == (
+        "manual",
+        1,
+        False,
+    )
+    assert WEEKLY_REPORT.task in queued
+    assert [a.action for a in JobAction.objects.order_by("pk")] == [
+        "stop",
+        "pause",
+        "resume",
+        "run",
+        "run",
+    ]
+    assert {a.actor for a in JobAction.objects.all()} == {"operator"}
+    # The queued deletion, executed, deletes with the retention chosen.
+    kwargs = {k: v for k, v in cleanup.items() if k not in ("task", "id")}
+    scheduled_cloudcube_cleanup.apply(kwargs=kwargs, task_id=cleanup["id"]).get()
+    assert cube.keys() == []
+    assert CleanupRun.objects.get().trigger == "manual"
+
+
+def test_a_real_run_asks_for_a_reason_and_a_bad_retention_queues_nothing(make_user, redis_client):
+    operator = make_user("operator", operator=True)
+    page = operator.post("/run-now/", {"mode": "run", "retention_days": "9"}).content.decode()
+    assert "9 days" in page and "Dry run instead" in page  # the confirmation, dry run offered
+    page = operator.post("/run-now/", {"mode": "run", "confirm": "1", "retention_days": "9"})
+    assert 'id="missing-reason"' in page.content.decode()
+    for bad in ("0", "-3", "ten", "99999"):
+        operator.post(
+            "/run-now/", {"mode": "run", "confirm": "1", "reason": "x", "retention_days": bad}
+        )
+    assert queued_messages(redis_client) == []
+    assert not JobAction.objects.exists()
+
+
+def _slot(seconds_ago: int = 0) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds_ago)
+
+
+def test_a_paused_slot_is_skipped_with_the_reason_and_resume_catches_none_up():
+    controls.pause(CLEANUP, "ops", "cube being migrated")
+    outcome = claim(CLEANUP, trigger="schedule", slot=_slot(60))
+    assert isinstance(outcome, Refusal) and outcome.status == "skipped"
+    assert outcome.run.detail.startswith("paused (by ops since ")
+    assert "cube being migrated" in outcome.run.detail
+    assert catchup.plan(datetime.now(UTC)) == []  # a paused job is not caught up
+    # A manual run still runs: it is explicit (and audited where it was pressed).
+    manual = claim(CLEANUP, trigger="manual", task_id="m-1")
+    assert isinstance(manual, Execution)
+    manual.finish("succeeded")
+    manual.release()
+
+    time.sleep(1.1)
+    controls.resume(CLEANUP, "ops", "migration done")
+    # The slot skipped while paused, and one whose message vanished then, are
+    # never sent again; the next slot runs.
+    assert [c for c in catchup.plan(datetime.now(UTC)) if c.job == CLEANUP] == []
+    assert isinstance(claim(CLEANUP, trigger="schedule", slot=_slot()), Execution)
+
+
+def test_a_stopped_run_ends_interrupted_and_is_never_resumed():
+    execution = claim(CLEANUP, trigger="schedule", slot=_slot(5))
+    assert not execution.should_stop()
+    controls.stop(CLEANUP, "ops", "deleting the wrong thing")
+    deadline = time.monotonic() + 3
+    while not execution.should_stop():  # read at most once a second
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert execution.stop_detail() == "stopped by ops: deleting the wrong thing; not resumed"
+    execution.interrupt(execution.stop_detail())
+    execution.release()
+
+    again = claim(CLEANUP, trigger="schedule", slot=execution.slot, task_id="redelivered")
+    assert isinstance(again, Refusal) and "stopped by ops" in again.reason
+    assert execution.slot not in [c.slot for c in catchup.plan(datetime.now(UTC))]
+    assert JobRun.objects.get(pk=execution.run.pk).status == "interrupted"
+
+
+def test_the_jobs_command_pauses_resumes_stops_runs_and_lists(capsys, redis_client, monkeypatch):
+    monkeypatch.setenv("USER", "alice")
+    call_command("jobs", "pause", ENTRY, "--reason", "incident 42")
+    call_command("jobs", "list")
+    assert f"{ENTRY}: paused (by cli:alice" in capsys.readouterr().out
+    call_command("jobs", "resume", ENTRY, "--reason", "fixed")
+    with pytest.raises(CommandError, match="nothing is running"):
+        call_command("jobs", "stop", ENTRY, "--reason", "x")
+    with pytest.raises(CommandError, match="retention_days must be at least 1"):
+        call_command("jobs", "run", ENTRY, "--reason", "x", "--retention-days", "0")
+    with pytest.raises(CommandError, match="the cleanup's"):
+        call_command("jobs", "run", WEEKLY_REPORT.entry, "--reason", "x", "--dry-run")
+    call_command("jobs", "run", ENTRY, "--reason", "check", "--dry-run", "--retention-days", "7")
+    call_command("jobs", "run", WEEKLY_REPORT.entry, "--reason", "resend", "--actor", "bob")
+    with pytest.raises(CommandError):
+        call_command("jobs", "pause", ENTRY)  # a reason is required
+    monkeypatch.delenv("USER")
+    running = claim(CLEANUP, trigger="manual", task_id="t-2")
+    call_command("jobs", "stop", ENTRY, "--reason", "from a dyno")
+
+    trail = [(a.action, a.actor, a.reason) for a in JobAction.objects.order_by("pk")]
+    assert trail == [
+        ("pause", "cli:alice", "incident 42"),
+        ("resume", "cli:alice", "fixed"),
+        ("run", "cli:alice", "check"),
+        ("run", "bob", "resend"),
+        ("stop", "cli:heroku", "from a dyno"),
+    ]
+    assert RunStop.objects.get().run_id == running.run.pk
+    queued = _by_task(queued_messages(redis_client))
+    dry = queued[CLEANUP.task]
+    assert (dry["dry_run"], dry["retention_days"]) == (True, 7)
+    assert WEEKLY_REPORT.task in queued
+
+
+def test_the_audit_trail_is_shown_and_read_only_in_the_admin(admin_client, make_user):
+    controls.pause(CLEANUP, "ops", "look <b>here</b>")
+    action = JobAction.objects.get()
+    listing = admin_client.get("/admin/scheduling/jobaction/").content.decode()
+    assert "look &lt;b&gt;here&lt;/b&gt;" in listing
+    page = admin_client.get(f"/admin/scheduling/jobaction/{action.pk}/change/").content.decode()
+    assert 'name="_save"' not in page and "Delete" not in page
+    assert admin_client.get("/admin/scheduling/jobaction/add/").status_code == 403
+    assert admin_client.post(f"/admin/scheduling/jobaction/{action.pk}/delete/").status_code == 403
+    assert admin_client.post(
+        "/admin/scheduling/jobaction/",
+        {"action": "delete_selected", "_selected_action": [action.pk], "post": "yes"},
+    ).status_code in (200, 302)
+    assert JobAction.objects.filter(pk=action.pk).exists()
+    board = make_user("looker", operator=False).get("/").content.decode()
+    assert f'id="action-{action.pk}"' in board and "look &lt;b&gt;here&lt;/b&gt;" in board
