@@ -2,7 +2,8 @@
 
 `JobRun` — one row per execution of any registered job (scheduling/registry.py),
 plus one `skipped` row per refused delivery (a redelivery of a finished slot, a
-duplicate of a live run, a manual press while a run is active) with the reason.
+duplicate of a live run, a manual press while a run is active, a slot of a
+paused job, a redelivery of a run an operator stopped) with the reason.
 
     "this slot executed" = a JobRun row for (job, slot) whose status is not
     `skipped`; the partial unique constraint `jobrun_one_execution_per_slot`
