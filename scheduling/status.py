@@ -21,7 +21,7 @@ from celery import Celery, current_app
 from django.db import DatabaseError
 from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
 
-from scheduling import ledger, registry, slots
+from scheduling import controls, ledger, registry, slots
 from scheduling.registry import Job
 from scheduling.schedules import ScheduleError, from_celery_schedule
 
@@ -85,6 +85,7 @@ class EntryStatus:
     last_status: str | None = None  # the latest ended scheduled run's status
     description: str = ""
     ledger_error: str | None = None  # the ledger could not be read (exception type)
+    paused: str | None = None  # "paused (by …)" while an operator paused it
 
 
 @dataclass
@@ -144,6 +145,8 @@ def job_status(
         try:
             run = ledger.last_run(job.entry)
             line.last_status = ledger.last_outcome(job.entry)
+            pause = controls.pause_state(job.entry)
+            line.paused = pause.describe() if pause.paused else None
         except DatabaseError as exc:
             # The scheduler's state still stands; the ledger's part is unknown.
             line.ledger_error = type(exc).__name__

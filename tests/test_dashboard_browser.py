@@ -96,8 +96,9 @@ def seeded(cube, django_user_model):
     user = django_user_model.objects.create_user(
         "operator", password="correct-horse-9", is_staff=True
     )
-    # Enough to read the runs in the admin (a read-only page).
+    # Enough to read the runs in the admin (a read-only page), and to press Run now.
     user.user_permissions.add(Permission.objects.get(codename="view_cleanuprun"))
+    user.user_permissions.add(Permission.objects.get(codename="run_job"))
     for i in range(6):
         cube.put(f"testcube/public/clips/old-{i}.mp4", b"o" * (MB // 2), age=timedelta(days=9))
     for i in range(4):

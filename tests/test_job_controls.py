@@ -171,6 +171,9 @@ def test_the_jobs_command_pauses_resumes_stops_runs_and_lists(capsys, redis_clie
     call_command("jobs", "pause", ENTRY, "--reason", "incident 42")
     call_command("jobs", "list")
     assert f"{ENTRY}: paused (by cli:alice" in capsys.readouterr().out
+    with pytest.raises(CommandError):  # exits 2: no beat holds the lock in this test
+        call_command("beat_status")
+    assert "  paused (by cli:alice since " in capsys.readouterr().out
     call_command("jobs", "resume", ENTRY, "--reason", "fixed")
     with pytest.raises(CommandError, match="nothing is running"):
         call_command("jobs", "stop", ENTRY, "--reason", "x")

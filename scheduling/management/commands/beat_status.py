@@ -81,6 +81,8 @@ class Command(BaseCommand):
                 trigger = f" ({entry.last_trigger})" if entry.last_trigger else ""
                 self.stdout.write(f"  last run: {_when(entry.last_run_at, now)}{trigger}")
                 self.stdout.write(f"  last outcome: {entry.last_status or 'none'}")
+            if entry.paused:
+                self.stdout.write(self.style.WARNING(f"  {entry.paused}: its slots are skipped"))
             self.stdout.write(f"  next run: {_when(entry.next_run_at, now)}")
 
 
