@@ -80,6 +80,10 @@ def test_staff_without_the_permission_gets_403_and_nothing_happens(make_user, cu
     page = operator.get("/").content.decode()
     assert f'action="/jobs/{ENTRY}/pause/"' in page and f'action="/jobs/{ENTRY}/stop/"' in page
 
+    confirm = operator.post(f"/jobs/{ENTRY}/stop/").content.decode()  # asks first, and why
+    assert f"Run #{running.run.pk} (manual)" in confirm and "Yes, stop it" in confirm
+    assert "It is not resumed" in confirm and not RunStop.objects.exists()
+
     def stopped() -> None:
         assert RunStop.objects.get().run_id == running.run.pk
         running.interrupt(running.stop_detail())
