@@ -224,3 +224,4 @@ def test_the_audit_trail_is_shown_and_read_only_in_the_admin(admin_client, make_
     assert JobAction.objects.filter(pk=action.pk).exists()
     board = make_user("looker", operator=False).get("/").content.decode()
     assert f'id="action-{action.pk}"' in board and "look &lt;b&gt;here&lt;/b&gt;" in board
+    assert f'id="paused-{ENTRY}"' in board  # the pause is said at the top
