@@ -158,6 +158,7 @@ def test_stop_ends_a_deleting_cleanup_within_5_s_counted_and_never_resumed(
     run.refresh_from_db()
     left = len(cube.keys())
     assert run.status == "interrupted" and "stopped by ops" in run.detail
+    assert run.finished_at is not None  # final: it waits for no redelivery
     assert 0 < left < expired
     assert run.files_deleted == expired - left  # every batch sent was counted
     assert slow_s3.operations["DeleteObjects"] * 1000 >= run.files_deleted

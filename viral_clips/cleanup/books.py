@@ -146,11 +146,14 @@ class Books:
         self.run.would_delete_sample = self.report.would_delete
         return [*_COUNT_FIELDS, "error_sample", "would_delete_sample", "status"]
 
-    def save(self, detail: str | None = None) -> None:
+    def save(self, detail: str | None = None, *, final: bool = False) -> None:
         fields = self._copy_counts()
         if detail is not None:
             self.run.detail = detail[:2000]
             fields.append("detail")
+        if final:  # an operator's Stop: this run is over, not waiting for a redelivery
+            self.run.finished_at = timezone.now()
+            fields.append("finished_at")
         self.retry(lambda: self.run.save(update_fields=fields), "its progress")
 
     def finish(self, detail: str) -> None:

@@ -180,7 +180,7 @@ def run_cleanup(
         elif isinstance(exc, CleanupBookkeepingFailed):
             detail = f"{exc}; resumes on redelivery"
         try:
-            books.save(detail=detail)
+            books.save(detail=detail, final=bool(stopped))
         except CleanupBookkeepingFailed:
             logger.warning("Cloudcube cleanup run #%s: could not save its counts", run.pk)
         raise
