@@ -258,6 +258,68 @@ class Reconciler:
         )
 
 
+class LevelReconciler(Reconciler):
+    """Removes old unpinned Clip rows directly under a split folder whose file is gone.
+
+    A split folder's direct keys come in one Delimiter page (all of them); its
+    sub-folders are reconciled by their own chains. The rows here are those in
+    the gaps between the sub-folders' key ranges: directly under the folder, or
+    in a sub-folder that no longer holds any key (so S3 did not return it).
+    """
+
+    def __init__(
+        self,
+        level_prefix: str,
+        folders: list[str],
+        storage: str,
+        cutoff: datetime,
+        books: Books,
+        skip_upto: str | None = None,
+    ):
+        super().__init__(level_prefix, storage, cutoff, books)
+        self.folders = [folder[len(storage) :] for folder in sorted(folders)]
+        # Names up to here were reconciled with the scope's first page.
+        self.skip_upto = skip_upto[len(storage) :] if skip_upto else None
+
+    def level(self, keys: list[str]) -> None:
+        listed = {key[len(self.storage) :] for key in keys}
+        lo = self.name_prefix
+        # Names under folder F are exactly those in [F, F[:-1] + "0"): "/" + 1 is "0".
+        for folder in [*self.folders, None]:
+            self._gap(lo, folder, listed)
+            if folder is not None:
+                lo = folder[:-1] + "0"
+
+    def _gap(self, lo: str, hi: str | None, listed: set[str]) -> None:
+        cursor = None
+        while True:
+            rows = self.books.retry(
+                lambda cursor=cursor: self._gap_candidates(lo, hi, cursor), "reconciling clip rows"
+            )
+            orphans = [pk for pk, name in rows if name not in listed]
+            if orphans:
+                self._remove(orphans)
+            if len(rows) < _RECONCILE_CHUNK:
+                return
+            cursor = rows[-1][1]
+
+    def _gap_candidates(self, lo: str, hi: str | None, after: str | None):
+        rows = (
+            Clip.objects.filter(pinned=False, created_at__lt=self.cutoff)
+            .filter(file__startswith=self.name_prefix)
+            .exclude(file="")
+            .annotate(bytewise=bytewise("file"))
+            .filter(bytewise__gte=lo)
+        )
+        if hi is not None:
+            rows = rows.filter(bytewise__lt=hi)
+        if self.skip_upto is not None:
+            rows = rows.filter(bytewise__gt=self.skip_upto)
+        if after is not None:
+            rows = rows.filter(bytewise__gt=after)
+        return list(rows.order_by("bytewise").values_list("pk", "file")[:_RECONCILE_CHUNK])
+
+
 def bytewise(field_name: str) -> Collate:
     """`field_name` compared byte by byte, as S3 orders keys (not by locale)."""
     collation = {"postgresql": "C", "mysql": "utf8mb4_bin"}.get(connection.vendor, "BINARY")
