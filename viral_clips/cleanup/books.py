@@ -10,6 +10,7 @@ with its books wrong.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -203,6 +204,9 @@ class Reconciler:
         self.cutoff = cutoff
         self.books = books
         self.after: str | None = None  # the last name of the previous page
+        self._ahead: deque[tuple[int, str]] = deque()  # candidates read ahead, in order
+        self._fetched: str | None = None  # the last candidate read so far
+        self._exhausted = False  # no candidate after `_fetched`
 
     def page(self, keys: list[str]) -> None:
         if not keys:
@@ -216,17 +220,28 @@ class Reconciler:
         self._reconcile(self.after, None, set())
 
     def _reconcile(self, after: str | None, upto: str | None, listed: set[str]) -> None:
-        cursor = after
+        # Candidate rows are read ahead, a chunk at a time in byte order, and
+        # matched against the pages as they come: a query per chunk of rows,
+        # none at all once the scope has no rows left (not one a page).
+        orphans: list[int] = []
         while True:
-            rows = self.books.retry(
-                lambda cursor=cursor: self._candidates(cursor, upto), "reconciling clip rows"
-            )
-            orphans = [pk for pk, name in rows if name not in listed]
-            if orphans:
-                self._remove(orphans)
-            if len(rows) < _RECONCILE_CHUNK:
-                return
-            cursor = rows[-1][1]
+            if not self._ahead and not self._exhausted:
+                cursor = self._fetched if self._fetched is not None else after
+                rows = self.books.retry(
+                    lambda cursor=cursor: self._candidates(cursor, None), "reconciling clip rows"
+                )
+                self._exhausted = len(rows) < _RECONCILE_CHUNK
+                if rows:
+                    self._fetched = rows[-1][1]
+                self._ahead.extend(rows)
+            while self._ahead and (upto is None or self._ahead[0][1] <= upto):
+                pk, name = self._ahead.popleft()
+                if name not in listed:
+                    orphans.append(pk)
+            if self._ahead or self._exhausted:
+                break
+        if orphans:
+            self._remove(orphans)
 
     def _candidates(self, after: str | None, upto: str | None) -> list[tuple[int, str]]:
         rows = (
