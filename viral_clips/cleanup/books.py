@@ -10,6 +10,7 @@ with its books wrong.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,6 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
-from django.db.models import Q
 from django.db.models.functions import Collate
 from django.utils import timezone
 
@@ -164,16 +164,21 @@ class Books:
     def protected(self, names: list[str], cutoff: datetime) -> set[str]:
         """Which of these clip file names must stay: pinned, or created after `cutoff`.
 
-        One query per chunk of up to DB_CHUNK names, never one a key."""
+        One query per chunk of up to DB_CHUNK names, never one a key. Plain SQL
+        (through Django's connection): the ORM's preparation of 500 values costs
+        about 10 ms a query, more than the query itself at a million keys."""
         found: set[str] = set()
-        for chunk in chunks(names, DB_CHUNK):
+        when = connection.ops.adapt_datetimefield_value(cutoff)
+        table, _, file, pinned, created = _names()
+        for chunk in chunks(names, _sql_chunk()):
+            marks = ", ".join(["%s"] * len(chunk))
+            # Quoted names and placeholders only: nothing from the data in the SQL.
+            where = f"{file} IN ({marks}) AND ({pinned} = %s OR {created} >= %s)"
+            sql = f"SELECT {file} FROM {table} WHERE {where}"  # noqa: S608
             found.update(
-                self.retry(
-                    lambda chunk=chunk: list(
-                        Clip.objects.filter(file__in=chunk)
-                        .filter(Q(pinned=True) | Q(created_at__gte=cutoff))
-                        .values_list("file", flat=True)
-                    ),
+                row[0]
+                for row in self.retry(
+                    lambda sql=sql, chunk=chunk: _fetch(sql, [*chunk, True, when]),
                     "checking pinned clips",
                 )
             )
@@ -181,11 +186,47 @@ class Books:
 
     def forget_clips(self, names: list[str]) -> None:
         """Delete the unpinned Clip rows of files that were just deleted."""
-        for chunk in chunks(names, DB_CHUNK):
-            self.retry(
-                lambda chunk=chunk: Clip.objects.filter(file__in=chunk, pinned=False).delete(),
-                "deleting clip rows of deleted files",
-            )
+        table, pk, file, pinned, _ = _names()
+        for chunk in chunks(names, _sql_chunk()):
+            marks = ", ".join(["%s"] * len(chunk))
+            sql = f"SELECT {pk} FROM {table} WHERE {file} IN ({marks}) AND {pinned} = %s"  # noqa: S608
+            pks = [
+                row[0]
+                for row in self.retry(
+                    lambda sql=sql, chunk=chunk: _fetch(sql, [*chunk, False]),
+                    "finding clip rows of deleted files",
+                )
+            ]
+            if pks:
+                self.retry(
+                    lambda pks=pks: Clip.objects.filter(pk__in=pks, pinned=False).delete(),
+                    "deleting clip rows of deleted files",
+                )
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _sql_chunk() -> int:
+    """Keys per plain-SQL IN (...): a whole batch, unless SQLite is older than 3.32
+    (999 variables at most; Django's ORM assumes that limit everywhere)."""
+    if connection.vendor == "sqlite" and sqlite3.sqlite_version_info < (3, 32):
+        return DB_CHUNK
+    return 1000
+
+
+def _names() -> tuple[str, str, str, str, str]:
+    """Clip's table and its pk, file, pinned and created_at columns, quoted."""
+    quote = connection.ops.quote_name
+    meta = Clip._meta
+    columns = (
+        meta.pk.column,
+        *(meta.get_field(f).column for f in ("file", "pinned", "created_at")),
+    )
+    return (quote(meta.db_table), *(quote(c) for c in columns))
 
 
 class Reconciler:
@@ -210,6 +251,10 @@ class Reconciler:
 
     def page(self, keys: list[str]) -> None:
         if not keys:
+            return
+        if self._exhausted and not self._ahead:
+            # No candidate row left in this scope: nothing to match.
+            self.after = max(keys)[len(self.storage) :]
             return
         names = [key[len(self.storage) :] for key in keys]
         last = max(names)

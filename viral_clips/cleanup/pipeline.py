@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -50,7 +51,8 @@ _THROTTLE_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "503"}
 )
 
-READY_PER_PARTITION = 2  # formed batches a folder may hold before listing waits
+READY_PER_PARTITION = 1  # formed batches a folder may hold before listing waits
+SWITCH_INTERVAL = 0.0005  # seconds, while a run's threads are busy
 MAX_BACKOFF = 5.0  # seconds, after consecutive SlowDown answers for one folder
 
 # (key, size) of an expired object waiting to be deleted.
@@ -121,7 +123,7 @@ class Pacer:
     def throttled(self) -> None:
         self.in_flight -= 1
         self.window.throttled()
-        self.rate = max(self.max_rate / 64, self.rate / 2)
+        self.rate = max(self.max_rate / 8, self.rate / 2)
         self.throttle_streak += 1
         backoff = min(MAX_BACKOFF, 0.05 * 2**self.throttle_streak)
         self.not_before = self.clock() + backoff * random.uniform(0.5, 1.0)  # noqa: S311
@@ -130,7 +132,7 @@ class Pacer:
         self.in_flight -= 1
         self.window.succeeded()
         self.throttle_streak = 0
-        self.rate = min(self.max_rate, self.rate + self.max_rate / 20)
+        self.rate = min(self.max_rate, self.rate + self.max_rate / 10)
 
 
 @dataclass
@@ -195,6 +197,11 @@ class DeletePipeline:
         self._handler_id = f"koolclips-cleanup-throttle-{id(self)}"
 
     def __enter__(self) -> DeletePipeline:
+        # The calling thread (database, pacing) competes for the GIL with the
+        # listers' parsing and the deletes' serialising: a shorter switch
+        # interval lets it back in sooner after each query (5 ms by default).
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL))
         if not self.dry_run:
             self._pool = ThreadPoolExecutor(
                 max_workers=self.concurrency, thread_name_prefix="cleanup-delete"
@@ -206,6 +213,7 @@ class DeletePipeline:
         return self
 
     def __exit__(self, *exc) -> None:
+        sys.setswitchinterval(self._switch)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self.client.meta.events.unregister(
@@ -214,15 +222,17 @@ class DeletePipeline:
 
     # -- the calling thread ------------------------------------------------
     def add(self, expired: list[Expired]) -> None:
+        folder, pending = None, []
         for item in expired:
-            folder = partition(item[0])
-            pending = self.pending.get(folder)
-            if pending is None:
-                pending = self.pending[folder] = []
+            key = item[0]
+            # A page's keys mostly share a folder: find it again only when it changes.
+            if folder is None or not key.startswith(folder) or "/" in key[len(folder) :]:
+                folder = partition(key)
+                pending = self.pending.setdefault(folder, [])
             pending.append(item)
             if len(pending) >= S3_MAX_KEYS_PER_DELETE:
-                self.pending[folder] = []
                 self._form(folder, pending)
+                pending = self.pending[folder] = []
         self._pump(block=False)
         # Listing waits while a folder has enough batches formed: memory stays flat.
         while any(len(q) > READY_PER_PARTITION for q in self.ready.values()):
@@ -230,11 +240,14 @@ class DeletePipeline:
 
     def flush(self) -> None:
         """Send the leftovers (folders' remainders together) and everything queued, to the end."""
+        # The full batches first, to the end: the leftovers go last, in order.
+        while self.in_flight or any(self.ready.values()):
+            self._pump(block=True)
         rest = [item for folder in sorted(self.pending) for item in self.pending[folder]]
         self.pending.clear()
         for start in range(0, len(rest), S3_MAX_KEYS_PER_DELETE):
             chunk = rest[start : start + S3_MAX_KEYS_PER_DELETE]
-            self._form(partition(chunk[0][0]), chunk)
+            self._form(partition(chunk[0][0]), chunk, mixed=True)
         while self.in_flight or any(self.ready.values()):
             self._pump(block=True)
 
@@ -260,9 +273,10 @@ class DeletePipeline:
     def batch_formed(self, keys: list[str]) -> None:
         """Called with each batch's keys before it waits for its turn."""
 
-    def _form(self, folder: str, items: list[Expired]) -> None:
+    def _form(self, folder: str, items: list[Expired], mixed: bool = False) -> None:
         self.batch_formed([key for key, _ in items])
-        self.ready.setdefault(folder, deque()).append(_Batch.of(items))
+        batch = _Batch.of(items) if mixed else _Batch(items, Counter({folder: len(items)}))
+        self.ready.setdefault(folder, deque()).append(batch)
 
     def _pacer(self, folder: str) -> Pacer:
         pacer = self.pacers.get(folder)
