@@ -115,10 +115,13 @@ class S3Throttle:
             self.refused = 0
 
     def keys_per_second(self) -> dict[str, float]:
-        """Deleted keys a second per partition, from its first admitted delete to its last."""
+        """Deleted keys a second per partition, averaged over the delete phase
+        (the first delete admitted in any partition to the last)."""
         with self._lock:
-            return {
-                part: count / max(1e-9, self.last_admitted[part] - self.first_admitted[part])
-                for part, count in self.admitted.items()
-                if self.last_admitted[part] > self.first_admitted[part]
-            }
+            if not self.admitted:
+                return {}
+            start = min(self.first_admitted.values())
+            span = max(self.last_admitted.values()) - start
+            if span <= 0:
+                return {}
+            return {part: count / span for part, count in self.admitted.items()}

@@ -53,6 +53,7 @@ _THROTTLE_CODES = frozenset(
 
 READY_PER_PARTITION = 1  # formed batches a folder may hold before listing waits
 SWITCH_INTERVAL = 0.0005  # seconds, while a run's threads are busy
+SAVE_INTERVAL = 0.5  # seconds between progress saves of the run's counts
 MAX_BACKOFF = 5.0  # seconds, after consecutive SlowDown answers for one folder
 
 # (key, size) of an expired object waiting to be deleted.
@@ -192,6 +193,7 @@ class DeletePipeline:
         self.pacers: dict[str, Pacer] = {}
         self.in_flight: list[_InFlight] = []
         self.throttles = 0  # SlowDown answers received (each batch re-sent)
+        self._saved = float("-inf")
         self.stopping = False
         self._pool: ThreadPoolExecutor | None = None
         self._handler_id = f"koolclips-cleanup-throttle-{id(self)}"
@@ -413,7 +415,13 @@ class DeletePipeline:
             # run's reconcile removes.
             sp = self.storage
             self.books.forget_clips([key[len(sp) :] for key in deleted if key.startswith(sp)])
-        self.books.save()
+        # Progress is saved at most every SAVE_INTERVAL (a commit each; at tens
+        # of batches a second they were the run's bottleneck) and always when the
+        # run ends or stops (run.py): a killed worker loses at most that much count.
+        now = time.monotonic()
+        if now - self._saved >= SAVE_INTERVAL:
+            self._saved = now
+            self.books.save()
         self.progress(report.objects_scanned, report.files_deleted)
 
     # -- pool threads ---------------------------------------------------------
