@@ -249,12 +249,18 @@ class Reconciler:
         self._fetched: str | None = None  # the last candidate read so far
         self._exhausted = False  # no candidate after `_fetched`
 
-    def page(self, keys: list[str]) -> None:
-        if not keys:
+    def listed(self, page: list[tuple]) -> None:
+        """`page` as listed ((key, size, modified)...)."""
+        if not page:
             return
         if self._exhausted and not self._ahead:
             # No candidate row left in this scope: nothing to match.
-            self.after = max(keys)[len(self.storage) :]
+            self.after = max(page)[0][len(self.storage) :]
+            return
+        self.page([key for key, *_ in page])
+
+    def page(self, keys: list[str]) -> None:
+        if not keys:
             return
         names = [key[len(self.storage) :] for key in keys]
         last = max(names)

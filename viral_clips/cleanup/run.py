@@ -265,7 +265,7 @@ def _scan(
                             reconciler.finish()
                         continue
                     if reconciler is not None:
-                        reconciler.page([key for key, _, _ in page])
+                        reconciler.listed(page)
                     take(page)
             finally:
                 pages.close()
