@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -52,7 +51,6 @@ _THROTTLE_CODES = frozenset(
 )
 
 READY_PER_PARTITION = 1  # formed batches a folder may hold before listing waits
-SWITCH_INTERVAL = 0.0005  # seconds, while a run's threads are busy
 SAVE_INTERVAL = 0.5  # seconds between progress saves of the run's counts
 MAX_BACKOFF = 5.0  # seconds, after consecutive SlowDown answers for one folder
 
@@ -199,11 +197,6 @@ class DeletePipeline:
         self._handler_id = f"koolclips-cleanup-throttle-{id(self)}"
 
     def __enter__(self) -> DeletePipeline:
-        # The calling thread (database, pacing) competes for the GIL with the
-        # listers' parsing and the deletes' serialising: a shorter switch
-        # interval lets it back in sooner after each query (5 ms by default).
-        self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL))
         if not self.dry_run:
             self._pool = ThreadPoolExecutor(
                 max_workers=self.concurrency, thread_name_prefix="cleanup-delete"
@@ -215,7 +208,6 @@ class DeletePipeline:
         return self
 
     def __exit__(self, *exc) -> None:
-        sys.setswitchinterval(self._switch)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self.client.meta.events.unregister(
