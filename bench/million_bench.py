@@ -1,26 +1,29 @@
-"""The cleanup and the dashboard at 10k / 100k / 1M objects, at S3's speed (run by hand).
+"""The cleanup and the dashboard at 10k / 100k / 1M objects, at S3's speed and rates (by hand).
 
     .venv/bin/python bench/million_bench.py                      # 10k, 100k, 1M
-    .venv/bin/python bench/million_bench.py --sizes 10000,100000 --list-latency 0.05
+    .venv/bin/python bench/million_bench.py --sizes 10000,1000000 --baseline /tmp/s3-base
 
-A bench-only in-memory S3 stub (bench/s3_stub.py: ListObjectsV2 in O(page),
-DeleteObjects of at most 1,000 keys) runs in this process with a latency model
-(default 50 ms a list page, 500 ms a 1,000-key DeleteObjects). For each size N
-it is seeded in memory with N objects under the cube's clips folder, half of
-them older than the retention (so E = N/2 expired), plus old objects of a
-sibling cube that must survive. Each contender is its own process, started
+A bench-only in-memory S3 stub (bench/s3_stub.py: ListObjectsV2 in O(page) with
+Delimiter, DeleteObjects of at most 1,000 keys) runs in this process with a
+latency model (default 50 ms a list page, 500 ms a 1,000-key DeleteObjects)
+and S3's request rates (devstack/s3_throttle.py: 3,500 deletes and 5,500 reads
+a second per prefix partition, a DeleteObjects costing one a key, 503 SlowDown
+above; docs/benchmarks.md#the-s3-model). For each size N it is seeded in memory
+with N objects spread over 24 month folders (`clips/%Y/%m/`), half of them older
+than the retention (E = N/2 expired, half of every month), plus old objects of
+a sibling cube that must survive. Each contender is its own process, started
 the same way (interpreter + Django set-up), timed from the outside:
 
-- list-only floor: one ListObjectsV2 pass over the cube, nothing else;
-- delete-only floor: DeleteObjects of the E expired keys (names known, no
-  listing), 1,000 a request, one request at a time;
-- project: `manage.py cloudcube_cleanup` (whatever viral_clips/cleanup/ does
-  today), its S3 requests counted at the stub against ceil(L/1000) + ceil(E/1000),
-  its peak RSS (the child's own ru_maxrss, from wait4);
-- dashboard: the staff page (Django's test client in a child process) on the
-  cube just cleaned, with its S3 requests counted (it must make none).
-
-Ratios are within one run: project / max(floors), project / (list + delete).
+- process start: a child that sets Django up and exits;
+- slowest list chain: one ListObjectsV2 chain over the biggest month, alone;
+- physical floor = max(slowest chain, E / (3,500 x months)) + process start;
+- project: `manage.py cloudcube_cleanup` of this checkout, and with
+  `--baseline DIR` of another one (e.g. `git worktree add /tmp/s3-base <commit>`),
+  each against the same data and model: wall / floor, its S3 requests against
+  sum over chains of ceil(L/1000) + ceil(E/1000) + the discovery requests (and
+  against ceil(L/1000) + ceil(E/1000)), SlowDown answers, keys/s per month
+  against 3,500, its run's status and the keys left, its peak RSS (VmHWM);
+- dashboard: the staff page on the cube just cleaned, its S3 requests (none).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import math
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -45,11 +49,22 @@ CUBE = "benchcube"
 OTHER_CUBE = "benchcube2"  # a sibling cube whose name starts like ours
 RETENTION_DAYS = 5
 SIZE = 1024
+OTHER_OBJECTS = 1000  # a sibling cube's old objects, never touched
 STAFF = ("bench-operator", "bench-pw-not-secret-1")
 
 
+MONTHS = 24
+
+
+def month_of(i: int) -> str:
+    """Object i's month folder: 24 months up to 2026/11, each half expired."""
+    m = (i // 2) % MONTHS  # i % 2 decides the age: every month gets both
+    year, month = divmod(2026 * 12 + 10 - m, 12)
+    return f"{year}/{month + 1:02d}"
+
+
 def key_of(i: int) -> str:
-    return f"{CUBE}/public/clips/2026/11/{i:07d}.mp4"
+    return f"{CUBE}/public/clips/{month_of(i)}/{i:07d}.mp4"
 
 
 # --- children ------------------------------------------------------------
@@ -67,7 +82,19 @@ def child(mode: str, n: int) -> None:
 
     started = time.perf_counter()
     result: dict = {}
-    if mode == "list-only":
+    if mode == "start":
+        pass
+    elif mode == "list-chain":
+        client = _client()
+        listed = 0
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=settings.CLOUDCUBE.bucket,
+            Prefix=f"{CUBE}/public/clips/{month_of(0)}/",
+            PaginationConfig={"PageSize": 1000},
+        ):
+            listed += len(page.get("Contents", ()))
+        result["listed"] = listed
+    elif mode == "list-only":
         client = _client()
         listed = 0
         for page in client.get_paginator("list_objects_v2").paginate(
@@ -141,10 +168,10 @@ PROJECT_WRAPPER = (
 
 
 # --- the parent ----------------------------------------------------------
-def run_measured(args: list[str], env: dict[str, str]) -> dict:
+def run_measured(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict:
     """Run a child; its wall time seen from here (process start included), its output."""
     started = time.perf_counter()
-    done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     return {
         "wall": time.perf_counter() - started,
         "returncode": done.returncode,
@@ -153,10 +180,10 @@ def run_measured(args: list[str], env: dict[str, str]) -> dict:
     }
 
 
-def project_run(env: dict[str, str]) -> dict:
+def project_run(env: dict[str, str], root: Path = ROOT) -> dict:
     done = run_measured(
         [sys.executable, "-c", PROJECT_WRAPPER, "cloudcube_cleanup", "--retention-days",
-         str(RETENTION_DAYS)], dict(env, PYTHONPATH=str(ROOT))
+         str(RETENTION_DAYS)], dict(env, PYTHONPATH=f"{root}:{ROOT}"), cwd=root,
     )  # fmt: skip
     if done["returncode"] != 0:
         raise SystemExit(f"cloudcube_cleanup failed:\n{done['stderr'][-3000:]}")
@@ -179,26 +206,55 @@ def items(n: int, now: datetime):
         yield key_of(i), SIZE, old if i % 2 == 0 else new
 
 
-def print_summary(rows: list[dict]) -> None:
-    print("\nsummary (ratios within this run)")
-    print(
-        f"{'objects':>9} {'list s':>8} {'delete s':>8} {'cleanup s':>9} {'/max':>6} {'/sum':>6}"
-        f" {'requests':>9} {'expected':>8} {'RSS MB':>7} {'board ms':>8} {'board S3':>8}"
-    )
-    for r in rows:
-        print(
-            f"{r['n']:>9,} {r['list']:8.2f} {r['delete']:8.2f} {r['project']:9.2f}"
-            f" {r['ratio_max']:6.2f} {r['ratio_sum']:6.2f} {r['requests']:>9,}"
-            f" {r['expected_requests']:>8,} {r['rss']:7.1f} {r['board_warm'] * 1000:8.0f}"
-            f" {r['board_requests']:>8}"
-        )
-    if len(rows) >= 2:
-        small, big = rows[0], rows[-1]
-        print(
-            f"peak RSS {big['n']:,} vs {small['n']:,}: {big['rss'] - small['rss']:+.1f} MB"
-            " (goal: within 15 MB)"
-        )
-    print("goals: cleanup <= 1.2x max(floors); requests = expected; dashboard <= 300 ms, 0 S3")
+def last_run(workdir: Path) -> tuple[str, int, int]:
+    """(status, files deleted, errors) of the newest CleanupRun in the bench database."""
+    with sqlite3.connect(workdir / "bench.sqlite3") as db:
+        row = db.execute(
+            "SELECT status, files_deleted, error_count FROM viral_clips_cleanuprun"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    return tuple(row) if row else ("none", 0, 0)
+
+
+def expected_requests(n: int) -> tuple[int, int]:
+    """(sum over months of ceil(L/1000) + ceil(E/1000), ceil(L/1000) + ceil(E/1000))."""
+    per_month = [0] * MONTHS
+    for i in range(n):
+        per_month[(i // 2) % MONTHS] += 1
+    expired = math.ceil(n / 2)
+    chains = sum(math.ceil(count / 1000) for count in per_month)
+    return chains + math.ceil(expired / 1000), math.ceil(n / 1000) + math.ceil(expired / 1000)
+
+
+def contender(name, root, n, env, stub, workdir, now, floor) -> dict:
+    stub.reset_counts()
+    done = project_run(env, root)
+    requests = dict(stub.requests)
+    left = stub.count(BUCKET, f"{CUBE}/")
+    assert stub.count(BUCKET, f"{OTHER_CUBE}/") == OTHER_OBJECTS, "sibling touched!"
+    status, deleted, errors = last_run(workdir)
+    rates = sorted(stub.throttle.keys_per_second().values())
+    row = {
+        "name": name,
+        "n": n,
+        "wall": done["wall"],
+        "ratio": done["wall"] / floor,
+        "requests": sum(requests.values()) - requests.get("HeadBucket", 0),
+        "requests_by_op": requests,
+        "slowdowns": sum(stub.slowdowns.values()),
+        "rss": done["rss_peak_mb"],
+        "status": status,
+        "deleted": deleted,
+        "errors": errors,
+        "left_expired": left - (n - math.ceil(n / 2)),
+        "rate_min": rates[0] if rates else 0.0,
+        "rate_median": rates[len(rates) // 2] if rates else 0.0,
+        "rate_max": rates[-1] if rates else 0.0,
+    }
+    # Put the expired keys back for the next contender.
+    stub.restore(BUCKET, (item for item in items(n, now) if item[2] < now - timedelta(days=2)))
+    assert stub.count(BUCKET, f"{CUBE}/") == n
+    return row
 
 
 def main() -> None:
@@ -212,16 +268,20 @@ def main() -> None:
     parser.add_argument(
         "--delete-latency", type=float, default=0.5, help="s a 1,000-key DeleteObjects"
     )
-    parser.add_argument("--other-cube-objects", type=int, default=1000)
-    parser.add_argument(
-        "--only-rss", action="store_true", help="only the project cleanup's peak RSS at each size"
-    )
+    parser.add_argument("--burst", type=float, default=1.0, help="s of S3's rate a bucket holds")
+    parser.add_argument("--baseline", type=Path, help="another checkout's cleanup, same model")
+    parser.add_argument("--no-dashboard", action="store_true")
     args = parser.parse_args()
 
     from bench.s3_stub import S3Stub
     from devstack.redis_server import RedisServer
+    from devstack.s3_throttle import WRITE_RATE, S3Throttle
 
-    stub = S3Stub(list_latency=args.list_latency, delete_latency=args.delete_latency).start()
+    stub = S3Stub(
+        list_latency=args.list_latency,
+        delete_latency=args.delete_latency,
+        throttle=S3Throttle(burst_seconds=args.burst),
+    ).start()
     redis_server = RedisServer().start()
     workdir = Path(tempfile.mkdtemp(prefix="koolclips-million-"))
     env = dict(
@@ -243,96 +303,76 @@ def main() -> None:
     )
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
     print(
-        f"latency model: {args.list_latency * 1000:.0f} ms a list page,"
-        f" {args.delete_latency * 1000:.0f} ms a 1,000-key DeleteObjects"
+        f"model: {args.list_latency * 1000:.0f} ms a list page,"
+        f" {args.delete_latency * 1000:.0f} ms a 1,000-key DeleteObjects,"
+        f" {WRITE_RATE:.0f} deletes/s per prefix (one a key), burst {args.burst:g} s;"
+        f" {MONTHS} month folders",
+        flush=True,
     )
+    contenders = [("this checkout", ROOT)]
+    if args.baseline:
+        contenders.insert(0, (f"baseline {args.baseline.name}", args.baseline.resolve()))
     rows = []
     for n in args.sizes:
         now = datetime.now(UTC)
         other = [(f"{OTHER_CUBE}/public/clips/{i:05d}.mp4", SIZE, now - timedelta(days=30))
-                 for i in range(args.other_cube_objects)]  # fmt: skip
+                 for i in range(OTHER_OBJECTS)]  # fmt: skip
         stub.seed(BUCKET, [*items(n, now), *other])
         expired = math.ceil(n / 2)
-        expected = math.ceil(n / 1000) + math.ceil(expired / 1000)
-
-        if args.only_rss:
-            project = project_run(env)
-            assert stub.count(BUCKET, f"{CUBE}/") == n - expired
-            rows.append({"n": n, "rss": project["rss_peak_mb"], "project": project["wall"]})
-            print(f"{n:>9,} objects: cleanup peak RSS {rows[-1]['rss']:.1f} MB,"
-                  f" wall {project['wall']:.1f} s", flush=True)  # fmt: skip
-            continue
-
+        start = min(child_run("start", n, env)["wall"] for _ in range(3))
         stub.reset_counts()
-        listing = child_run("list-only", n, env)
-        assert listing["listed"] == n, listing
-        list_requests = dict(stub.requests)
-
-        stub.reset_counts()
-        deleting = child_run("delete-only", n, env)
-        assert stub.count(BUCKET, f"{CUBE}/") == n - expired
-        stub.restore(BUCKET, (item for item in items(n, now) if item[2] < now - timedelta(days=2)))
-        assert stub.count(BUCKET, f"{CUBE}/") == n
-
-        stub.reset_counts()
-        project = project_run(env)
-        requests = dict(stub.requests)
-        sizes = list(stub.delete_sizes)
-        left = stub.count(BUCKET, f"{CUBE}/")
-        assert left == n - expired, f"{left} left, expected {n - expired}"
-        assert stub.count(BUCKET, f"{OTHER_CUBE}/") == args.other_cube_objects, "sibling touched!"
-
-        stub.reset_counts()
-        # The page's {% static %} needs collectstatic's manifest without DEBUG.
-        board = child_run("dashboard", n, dict(env, DJANGO_DEBUG="1"))
-        board_requests = sum(stub.requests.values())
-
-        floor = max(listing["wall"], deleting["wall"])
-        total = sum(requests.values())
-        rows.append(
-            {
-                "n": n,
-                "expired": expired,
-                "list": listing["wall"],
-                "delete": deleting["wall"],
-                "project": project["wall"],
-                "ratio_max": project["wall"] / floor,
-                "ratio_sum": project["wall"] / (listing["wall"] + deleting["wall"]),
-                "requests": total,
-                "requests_by_op": requests,
-                "expected_requests": expected,
-                "largest_delete": max(sizes, default=0),
-                "rss": project["rss_peak_mb"],
-                "list_rss": listing["rss_peak_mb"],
-                "board_first": board["first"],
-                "board_warm": board["warm_median"],
-                "board_requests": board_requests,
-                "board_objects": board["cube_objects_shown"],
-                "list_requests": list_requests,
-            }
-        )
-        r = rows[-1]
+        chain = child_run("list-chain", n, env)
+        floor_list = chain["inner_wall"]
+        floor_delete = expired / (WRITE_RATE * MONTHS)
+        floor = max(floor_list, floor_delete) + start
+        exact, flat = expected_requests(n)
         print(
-            f"\n{n:>9,} objects, {expired:,} expired:"
-            f"\n  list-only floor   {r['list']:8.2f} s  ({list_requests})"
-            f"\n  delete-only floor {r['delete']:8.2f} s"
-            f"\n  project cleanup   {r['project']:8.2f} s  = {r['ratio_max']:.2f}x max(floors),"
-            f" {r['ratio_sum']:.2f}x their sum"
-            f"\n  requests          {total:,} ({requests}) vs ceil(L/1000)+ceil(E/1000) ="
-            f" {expected:,}; largest DeleteObjects {r['largest_delete']} keys"
-            f"\n  peak RSS          cleanup {r['rss']:.1f} MB"
-            f" (list-only child {r['list_rss']:.1f} MB)"
-            f"\n  dashboard         first {r['board_first'] * 1000:.0f} ms, then"
-            f" {r['board_warm'] * 1000:.0f} ms (median of 5); {board_requests} S3 requests;"
-            f" shows {r['board_objects']} objects",
+            f"\n{n:>9,} objects, {expired:,} expired: process start {start:.2f} s,"
+            f" slowest list chain {floor_list:.2f} s ({chain['listed']:,} keys),"
+            f" deletes at the rate {floor_delete:.2f} s -> physical floor {floor:.2f} s;"
+            f" requests floor {exact:,} (sum of ceil per month)"
+            f" / {flat:,} (ceil(L/1000)+ceil(E/1000))",
             flush=True,
         )
-
-    if args.only_rss:
-        small, big = rows[0], rows[-1]
-        print(f"peak RSS {big['n']:,} vs {small['n']:,}: {big['rss'] - small['rss']:+.1f} MB")
-    else:
-        print_summary(rows)
+        for name, root in contenders:
+            row = contender(name, root, n, env, stub, workdir, now, floor)
+            row.update(floor=floor, exact=exact, flat=flat)
+            rows.append(row)
+            print(
+                f"  {name:<22} {row['wall']:7.2f} s = {row['ratio']:.2f}x floor;"
+                f" {row['requests']:,} requests {row['requests_by_op']};"
+                f" {row['slowdowns']} SlowDown; {row['status']}, {row['errors']} errors,"
+                f" {row['left_expired']} expired keys left; keys/s per month"
+                f" {row['rate_min']:.0f}/{row['rate_median']:.0f}/{row['rate_max']:.0f}"
+                f" (min/median/max, limit {WRITE_RATE:.0f}); peak RSS {row['rss']:.1f} MB",
+                flush=True,
+            )
+        if not args.no_dashboard:
+            stub.reset_counts()
+            # The page's {% static %} needs collectstatic's manifest without DEBUG.
+            board = child_run("dashboard", n, dict(env, DJANGO_DEBUG="1"))
+            print(
+                f"  dashboard: {board['warm_median'] * 1000:.0f} ms warm,"
+                f" {sum(stub.requests.values())} S3 requests",
+                flush=True,
+            )
+    print(
+        "\n| contender | objects | wall s | floor s | /floor | requests (floor) | SlowDown"
+        " | status, expired left | keys/s per month min/med/max (limit 3,500) | peak RSS MB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|---:|")
+    for r in rows:
+        print(
+            f"| {r['name']} | {r['n']:,} | {r['wall']:.2f} | {r['floor']:.2f} | {r['ratio']:.2f}"
+            f" | {r['requests']:,} ({r['exact']:,}) | {r['slowdowns']:,} | {r['status']},"
+            f" {r['left_expired']:,} | {r['rate_min']:,.0f} / {r['rate_median']:,.0f} /"
+            f" {r['rate_max']:,.0f} | {r['rss']:.1f} |"
+        )
+    for name, _ in contenders:
+        mine = [r for r in rows if r["name"] == name]
+        if len(mine) >= 2:
+            print(f"{name}: peak RSS {mine[-1]['n']:,} vs {mine[0]['n']:,}:"
+                  f" {mine[-1]['rss'] - mine[0]['rss']:+.1f} MB (goal: within 15 MB)")  # fmt: skip
     redis_server.stop()
     stub.stop()
     shutil.rmtree(workdir, ignore_errors=True)

@@ -4,9 +4,10 @@ Not for tests (they use moto's server, devstack/s3_server.py): moto re-sorts the
 whole bucket for every ListObjectsV2 page, so it cannot list a million keys in
 reasonable time. This serves, over real HTTP, what the app and its cleanup use:
 
-- ListObjectsV2 (path style): prefix, start-after, continuation-token and
-  max-keys (at most 1,000, as S3), keys in order, the XML boto3 parses; a page
-  costs O(page): keys are kept in one sorted list, found by bisection;
+- ListObjectsV2 (path style): prefix, delimiter (CommonPrefixes), start-after,
+  continuation-token and max-keys (at most 1,000 keys and prefixes, as S3), keys
+  in order, the XML boto3 parses; a page costs O(page): keys are kept in one
+  sorted list, found by bisection;
 - DeleteObjects: at most 1,000 keys a request (more is refused, as S3 does),
   Quiet or not, per-key results (a missing key counts as deleted);
 - PutObject, HeadObject, GetObject (zero-filled body of the stored size), HeadBucket.
@@ -14,7 +15,10 @@ reasonable time. This serves, over real HTTP, what the app and its cleanup use:
 Latency model (configurable): `list_latency` seconds per list page and
 `delete_latency` seconds per 1,000 keys of a DeleteObjects (proportional for a
 smaller batch); other calls are immediate. Requests wait without holding the
-store's lock, so concurrent requests overlap as they do on S3.
+store's lock, so concurrent requests overlap as they do on S3. With a
+`throttle` (devstack/s3_throttle.py) S3's per-prefix request rates are modelled
+too: a request over them is answered `503 SlowDown` after one round trip
+(`list_latency`), and `slowdowns` counts those answers.
 
 Seeding is in memory (`seed`), never over HTTP. Deleted keys stay in the sorted
 list as tombstones (removing from the middle of a million-entry list costs a
@@ -35,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape
 
+from devstack.s3_throttle import READ, SLOWDOWN_BODY, WRITE, S3Throttle
+
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_KEYS = 1000
 
@@ -54,6 +60,48 @@ class Bucket:
             if i == len(self.keys) or self.keys[i] != key:
                 self.keys.insert(i, key)
         self.objects[key] = (size, last_modified)
+
+    def _live_under(self, folder: str, start: int) -> bool:
+        keys, objects = self.keys, self.objects
+        for i in range(start, len(keys)):
+            if not keys[i].startswith(folder):
+                return False
+            if keys[i] in objects:
+                return True
+        return False
+
+    def delimited_page(self, prefix: str, delimiter: str, after: str | None, max_keys: int):
+        """Keys without `delimiter` after the prefix, and CommonPrefixes, in key order."""
+        keys, objects = self.keys, self.objects
+        i = bisect.bisect_right(keys, after) if after else bisect.bisect_left(keys, prefix)
+        if after and after.endswith(delimiter) and after.startswith(prefix):
+            # Resuming after a common prefix: skip everything under it.
+            i = bisect.bisect_left(keys, after[:-1] + chr(ord(delimiter) + 1))
+        found: list[tuple[str, int, str]] = []
+        prefixes: list[str] = []
+        last = None
+        while i < len(keys):
+            key = keys[i]
+            if not key.startswith(prefix):
+                break
+            at = key.find(delimiter, len(prefix))
+            if at < 0:
+                if key in objects:
+                    if len(found) + len(prefixes) == max_keys:
+                        return found, prefixes, True, last
+                    found.append((key, *objects[key]))
+                    last = key
+                i += 1
+                continue
+            folder = key[: at + 1]
+            nxt = bisect.bisect_left(keys, folder[:-1] + chr(ord(delimiter) + 1))
+            if self._live_under(folder, i):
+                if len(found) + len(prefixes) == max_keys:
+                    return found, prefixes, True, last
+                prefixes.append(folder)
+                last = folder
+            i = nxt
+        return found, prefixes, False, last
 
     def page(self, prefix: str, after: str | None, max_keys: int):
         keys, objects = self.keys, self.objects
@@ -89,8 +137,11 @@ class S3Stub:
         list_latency: float = 0.05,
         delete_latency: float = 0.5,
         host: str = "127.0.0.1",
+        throttle: S3Throttle | None = None,
     ):
         self.host = host
+        self.throttle = throttle
+        self.slowdowns: Counter[str] = Counter()  # SlowDown answers per operation
         self.list_latency = list_latency
         self.delete_latency = delete_latency
         self.buckets: dict[str, Bucket] = {}
@@ -144,6 +195,9 @@ class S3Stub:
         with self._lock:
             self.requests.clear()
             self.delete_sizes.clear()
+            self.slowdowns.clear()
+        if self.throttle is not None:
+            self.throttle.reset()
 
     def start(self) -> S3Stub:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -159,6 +213,14 @@ class S3Stub:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are separate writes: with Nagle's algorithm the
+            # body waits for the client's delayed ACK (40 ms on Linux).
+            disable_nagle_algorithm = True
+
+            def _slowdown(self, operation: str) -> None:
+                stub.slowdowns[operation] += 1
+                time.sleep(stub.list_latency)  # one round trip
+                self._send(503, SLOWDOWN_BODY)
 
             def log_message(self, format: str, *args) -> None:  # noqa: A002
                 pass
@@ -266,8 +328,12 @@ class S3Stub:
 
             def _list(self, name: str, query: dict[str, list[str]]) -> None:
                 stub.requests["ListObjectsV2"] += 1
-                time.sleep(stub.list_latency)
                 prefix = query.get("prefix", [""])[0]
+                if stub.throttle is not None and not stub.throttle.admit(READ, [prefix]):
+                    return self._slowdown("ListObjectsV2")
+                time.sleep(stub.list_latency)
+                delimiter = query.get("delimiter", [""])[0]
+                prefixes: list[str] = []
                 max_keys = min(MAX_KEYS, int(query.get("max-keys", [MAX_KEYS])[0]))
                 token = query.get("continuation-token", [None])[0]
                 after = query.get("start-after", [None])[0]
@@ -277,26 +343,38 @@ class S3Stub:
                     bucket = stub.buckets.get(name)
                     if bucket is None:
                         found, truncated = None, False
+                    elif delimiter:
+                        found, prefixes, truncated, last = bucket.delimited_page(
+                            prefix, delimiter, after, max_keys
+                        )
                     else:
                         found, truncated = bucket.page(prefix, after, max_keys)
+                        last = found[-1][0] if found else None
                 if found is None:
                     return self._error(404, "NoSuchBucket", "The specified bucket does not exist")
                 parts = [
                     f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="{S3_NS}">',
                     f"<Name>{escape(name)}</Name><Prefix>{escape(prefix)}</Prefix>",
-                    f"<KeyCount>{len(found)}</KeyCount><MaxKeys>{max_keys}</MaxKeys>",
+                    f"<KeyCount>{len(found) + len(prefixes)}</KeyCount>"
+                    f"<MaxKeys>{max_keys}</MaxKeys>",
                     f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>",
                 ]
                 if token:
                     parts.append(f"<ContinuationToken>{escape(token)}</ContinuationToken>")
+                if delimiter:
+                    parts.append(f"<Delimiter>{escape(delimiter)}</Delimiter>")
                 if truncated:
-                    last = base64.urlsafe_b64encode(found[-1][0].encode()).decode()
+                    last = base64.urlsafe_b64encode(last.encode()).decode()
                     parts.append(f"<NextContinuationToken>{last}</NextContinuationToken>")
                 parts.extend(
                     f"<Contents><Key>{escape(key)}</Key><LastModified>{stamp}</LastModified>"
                     f'<ETag>"stub"</ETag><Size>{size}</Size><StorageClass>STANDARD</StorageClass>'
                     "</Contents>"
                     for key, size, stamp in found
+                )
+                parts.extend(
+                    f"<CommonPrefixes><Prefix>{escape(p)}</Prefix></CommonPrefixes>"
+                    for p in prefixes
                 )
                 parts.append("</ListBucketResult>")
                 self._send(200, "".join(parts).encode())
@@ -318,6 +396,8 @@ class S3Stub:
                         quiet = (child.text or "").strip().lower() == "true"
                 if not keys or len(keys) > MAX_KEYS:
                     return self._error(400, "MalformedXML", f"{len(keys)} keys (1 to 1000)")
+                if stub.throttle is not None and not stub.throttle.admit(WRITE, keys):
+                    return self._slowdown("DeleteObjects")
                 stub.delete_sizes.append(len(keys))
                 time.sleep(stub.delete_latency * len(keys) / MAX_KEYS)
                 with stub._lock:

@@ -288,9 +288,16 @@ try:
     CLEANUP_PREFIXES = parse_cleanup_prefixes(env.get("CLEANUP_PREFIXES"))
 except CleanupPrefixesError as exc:
     env.error("CLEANUP_PREFIXES", str(exc))
-# DeleteObjects requests (1,000 keys each) in flight while listing goes on; a
-# SlowDown answer halves it for a while (viral_clips/cleanup/pipeline.py).
+# DeleteObjects requests (1,000 keys each) in flight per prefix partition while
+# listing goes on; a SlowDown answer halves it for a while
+# (viral_clips/cleanup/pipeline.py). At most CLEANUP_DELETE_CONCURRENCY in all.
 CLEANUP_DELETES_IN_FLIGHT = env.int("CLEANUP_DELETES_IN_FLIGHT", 4, min=1, max=16)
+CLEANUP_DELETE_CONCURRENCY = env.int("CLEANUP_DELETE_CONCURRENCY", 48, min=1, max=256)
+# Keys a second the cleanup deletes per prefix partition: S3's documented 3,500
+# DELETEs a second per partitioned prefix (a DeleteObjects counts each key).
+CLEANUP_DELETE_RATE = env.int("CLEANUP_DELETE_RATE", 3500, min=1, max=100_000, unit="keys/s")
+# Month prefixes (clips/%Y/%m/) listed at once, each a page at a time.
+CLEANUP_LIST_CONCURRENCY = env.int("CLEANUP_LIST_CONCURRENCY", 24, min=1, max=64)
 # The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
 WEEKLY_REPORT_SCHEDULE = env.schedule("WEEKLY_REPORT_SCHEDULE", "0 9 * * 1")
 

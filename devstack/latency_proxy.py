@@ -7,9 +7,11 @@ adds that latency (configurable), concurrently for concurrent requests, as
 the real service would. For fault tests it can also answer chosen
 DeleteObjects requests itself: a whole-request error (e.g. 403), or
 503 SlowDown, S3's throttling answer. Like S3 (and unlike moto), a Quiet
-DeleteObjects answer lists only the keys that could not be deleted. It
-records what it saw: requests per operation and the most DeleteObjects in
-flight at once.
+DeleteObjects answer lists only the keys that could not be deleted. With a
+`throttle` (devstack/s3_throttle.py) it also answers like S3 at its request
+rates: a DeleteObjects (one token a key) or list over its prefix's rate gets
+`503 SlowDown`. It records what it saw: requests per operation, SlowDown
+answers, and the most DeleteObjects in flight at once.
 
     proxy = S3LatencyProxy(server.port, list_ms=50, delete_ms_per_1000=500).start()
     client = boto3.client("s3", endpoint_url=proxy.endpoint_url, ...)
@@ -19,18 +21,23 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import unescape
 
 from devstack.background_server import BackgroundServer
 from devstack.ports import free_port
+from devstack.s3_throttle import READ, SLOWDOWN_BODY, WRITE, S3Throttle
 
 _QUIET = re.compile(rb"<Quiet>\s*true\s*</Quiet>", re.IGNORECASE)
 _DELETED = re.compile(rb"<Deleted>.*?</Deleted>", re.DOTALL)
+_KEY = re.compile(rb"<Key>(.*?)</Key>", re.DOTALL)
+_ENTITIES = {"&quot;": '"', "&apos;": "'"}
 
 # (status, S3 error code, message) or None to forward the request.
 DeleteVerdict = tuple[int, str, str] | None
@@ -45,6 +52,7 @@ class S3LatencyProxy(BackgroundServer):
         delete_ms_per_1000: float = 500,
         other_ms: float = 0,
         target_host: str = "127.0.0.1",
+        throttle: S3Throttle | None = None,
     ):
         self.target = (target_host, target_port)
         self.port = free_port()
@@ -54,6 +62,10 @@ class S3LatencyProxy(BackgroundServer):
         # Called with the 1-based number of each DeleteObjects request and its
         # key count; a verdict answers it instead of the server.
         self.delete_verdict: Callable[[int, int], DeleteVerdict] | None = None
+        # Called with each DeleteObjects request's keys, the same way.
+        self.delete_keys_verdict: Callable[[list[str]], DeleteVerdict] | None = None
+        self.throttle = throttle
+        self.slowdowns: Counter[str] = Counter()  # 503 SlowDown answers per operation
         self.operations: Counter[str] = Counter()
         self.deletes_in_flight = 0
         self.max_deletes_in_flight = 0
@@ -85,9 +97,15 @@ def _operation(method: str, target: str) -> str:
     return method
 
 
+_SLOWDOWN = (503, "SlowDown", "Please reduce your request rate.")
+
+
 class _ProxyHandler(BaseHTTPRequestHandler):
     owner: S3LatencyProxy
     protocol_version = "HTTP/1.1"
+    # Headers and body are separate writes: with Nagle's algorithm the body
+    # waits for the client's delayed ACK (40 ms on Linux), a latency S3 lacks.
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - quiet
         pass
@@ -109,20 +127,33 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 )
         try:
             if operation == "DeleteObjects":
-                keys = body.count(b"<Object>")
-                delay = proxy.delete_ms_per_1000 * keys / 1000
+                keys = [unescape(k.decode(), _ENTITIES) for k in _KEY.findall(body)]
+                delay = proxy.delete_ms_per_1000 * len(keys) / 1000
                 if proxy.delete_verdict is not None:
-                    verdict = proxy.delete_verdict(number, keys)
+                    verdict = proxy.delete_verdict(number, len(keys))
+                if verdict is None and proxy.delete_keys_verdict is not None:
+                    verdict = proxy.delete_keys_verdict(keys)
+                if verdict is None and proxy.throttle and not proxy.throttle.admit(WRITE, keys):
+                    verdict = _SLOWDOWN
             elif operation == "ListObjectsV2":
                 delay = proxy.list_ms
+                prefix = parse_qs(urlsplit(self.path).query).get("prefix", [""])[0]
+                if proxy.throttle and not proxy.throttle.admit(READ, [prefix]):
+                    verdict = _SLOWDOWN
             else:
                 delay = proxy.other_ms
+            if verdict is not None and verdict[0] == 503:
+                delay = proxy.list_ms  # a refusal costs one round trip, not the work
+                with proxy._lock:
+                    proxy.slowdowns[operation] += 1
             if verdict is not None:
                 status, code, message = verdict
                 payload = (
                     '<?xml version="1.0" encoding="UTF-8"?>'
                     f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
                 ).encode()
+                if verdict == _SLOWDOWN:
+                    payload = SLOWDOWN_BODY
                 headers = [("Content-Type", "application/xml")]
             else:
                 status, headers, payload = self._forward(body)
@@ -150,6 +181,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         conn = http.client.HTTPConnection(*self.owner.target, timeout=120)
         try:
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
             conn.request(self.command, self.path, body=body or None, headers=headers)
             response = conn.getresponse()

@@ -1,8 +1,18 @@
-"""Expired keys to DeleteObjects requests, a few in flight while listing goes on.
+"""Expired keys to DeleteObjects requests, paced per prefix partition, while listing goes on.
 
-At most CLEANUP_DELETES_IN_FLIGHT batches of up to 1,000 keys (S3's limit) are
-in flight, plus one being filled; a SlowDown answer halves that window, which
-then grows back one batch at a time (`DeleteWindow`).
+S3 allows about 3,500 deletes a second per partitioned prefix and counts each
+key of a DeleteObjects (docs/benchmarks.md#the-s3-model). So expired keys are
+grouped by their folder (the partition), cut into batches of up to 1,000 keys
+(S3's limit) of one folder, and each folder's batches are sent at
+CLEANUP_DELETE_RATE keys a second (`Pacer`, a token bucket), at most
+CLEANUP_DELETES_IN_FLIGHT at once per folder and CLEANUP_DELETE_CONCURRENCY in
+all. A SlowDown answer halves that folder's rate and window (AIMD, as TCP
+does; both grow back with each batch that goes through) and puts the batch
+back at the head of its folder's queue after a jittered backoff: botocore is
+told not to retry throttling itself (its retry budget would turn a SlowDown
+storm into failed keys and a `partial` run), so a throttled key is never
+given up, only delayed. The leftovers of every folder (under 1,000 each) are
+sent together at the end, so the batches are ceil(E/1000) plus re-sends.
 
 Threads: only DeleteObjects runs on the pool's threads (boto3 clients are
 thread-safe). Every database query stays on the calling thread, so there is one
@@ -15,10 +25,13 @@ request is a thread hand-off, not a page listing.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -37,8 +50,17 @@ _THROTTLE_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "503"}
 )
 
+READY_PER_PARTITION = 1  # formed batches a folder may hold before listing waits
+SAVE_INTERVAL = 0.5  # seconds between progress saves of the run's counts
+MAX_BACKOFF = 5.0  # seconds, after consecutive SlowDown answers for one folder
+
 # (key, size) of an expired object waiting to be deleted.
 Expired = tuple[str, int]
+
+
+def partition(key: str) -> str:
+    """The prefix partition a key's delete counts against: its folder."""
+    return key[: key.rfind("/") + 1]
 
 
 class DeleteWindow:
@@ -71,20 +93,71 @@ class DeleteWindow:
                 self._credit = 0
 
 
+class Pacer:
+    """One folder's deletes: a token bucket of keys a second (AIMD on its rate) and a window."""
+
+    def __init__(self, rate: float, window: int, clock: Callable[[], float] = time.monotonic):
+        self.max_rate = self.rate = float(rate)
+        self.clock = clock
+        self.capacity = float(S3_MAX_KEYS_PER_DELETE)  # one batch: no burst above the rate
+        self.tokens = self.capacity
+        self.updated = clock()
+        self.window = DeleteWindow(window)
+        self.in_flight = 0
+        self.not_before = 0.0
+        self.throttle_streak = 0
+
+    def ready_at(self, cost: int) -> float:
+        """When `cost` keys may be sent (now or later), ignoring the window."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        at = now if self.tokens >= cost else now + (cost - self.tokens) / self.rate
+        return max(at, self.not_before)
+
+    def take(self, cost: int) -> None:
+        self.tokens -= cost
+        self.in_flight += 1
+
+    def throttled(self) -> None:
+        self.in_flight -= 1
+        self.window.throttled()
+        self.rate = max(self.max_rate / 8, self.rate / 2)
+        self.throttle_streak += 1
+        backoff = min(MAX_BACKOFF, 0.05 * 2**self.throttle_streak)
+        self.not_before = self.clock() + backoff * random.uniform(0.5, 1.0)  # noqa: S311
+
+    def succeeded(self) -> None:
+        self.in_flight -= 1
+        self.window.succeeded()
+        self.throttle_streak = 0
+        self.rate = min(self.max_rate, self.rate + self.max_rate / 10)
+
+
+@dataclass
+class _Batch:
+    items: list[Expired]
+    costs: Counter = field(default_factory=Counter)  # keys per partition
+
+    @classmethod
+    def of(cls, items: list[Expired]) -> _Batch:
+        return cls(items, Counter(partition(key) for key, _ in items))
+
+
 @dataclass
 class _InFlight:
-    batch: list[Expired]
+    batch: _Batch
     future: Future
 
 
 class DeletePipeline:
-    """Holds at most one batch being filled plus `window.maximum` in flight.
+    """Expired keys, grouped by folder, to paced DeleteObjects on a pool's threads.
 
-    The calling thread checks protection for a batch once a slot is free,
-    hands it to a pool thread that sends it, and, when it finishes, counts it,
-    deletes its Clip rows and saves progress. `batch_formed(keys)` is called
-    for each batch once it is formed, before it waits for a slot (an extension
-    point: a test pins a clip there).
+    The calling thread checks protection for a batch right before it hands it
+    to a pool thread that sends it at once, and, when it finishes, counts it,
+    deletes its Clip rows and saves progress (or, if throttled, queues it
+    again). `batch_formed(keys)` is called for each batch once it is formed,
+    before it waits for its turn (an extension point: a test pins a clip there).
     """
 
     def __init__(
@@ -95,7 +168,9 @@ class DeletePipeline:
         dry_run: bool,
         cutoff: datetime,
         books: Books,
-        window: DeleteWindow,
+        window: int,
+        rate: float,
+        concurrency: int,
         progress: Callable[[int, int], None],
         should_stop: Callable[[], bool],
     ):
@@ -106,11 +181,17 @@ class DeletePipeline:
         self.books = books
         self.report = books.report
         self.window = window
+        self.rate = rate
+        self.concurrency = max(1, concurrency)
         self.progress = progress
         self.should_stop = should_stop
         self.storage = storage_prefix()
-        self.pending: list[Expired] = []
+        self.pending: dict[str, list[Expired]] = {}  # per folder, under 1,000 keys
+        self.ready: dict[str, deque[_Batch]] = {}  # per folder, formed, waiting for their turn
+        self.pacers: dict[str, Pacer] = {}
         self.in_flight: list[_InFlight] = []
+        self.throttles = 0  # SlowDown answers received (each batch re-sent)
+        self._saved = float("-inf")
         self.stopping = False
         self._pool: ThreadPoolExecutor | None = None
         self._handler_id = f"koolclips-cleanup-throttle-{id(self)}"
@@ -118,9 +199,9 @@ class DeletePipeline:
     def __enter__(self) -> DeletePipeline:
         if not self.dry_run:
             self._pool = ThreadPoolExecutor(
-                max_workers=self.window.maximum, thread_name_prefix="cleanup-delete"
+                max_workers=self.concurrency, thread_name_prefix="cleanup-delete"
             )
-            # botocore retries SlowDown itself; this only tells the window.
+            # Throttling comes back to us instead of botocore's retry budget.
             self.client.meta.events.register(
                 "needs-retry.s3.DeleteObjects", self._on_attempt, unique_id=self._handler_id
             )
@@ -135,17 +216,34 @@ class DeletePipeline:
 
     # -- the calling thread ------------------------------------------------
     def add(self, expired: list[Expired]) -> None:
-        self.pending.extend(expired)
-        while len(self.pending) >= S3_MAX_KEYS_PER_DELETE:
-            batch = self.pending[:S3_MAX_KEYS_PER_DELETE]
-            del self.pending[:S3_MAX_KEYS_PER_DELETE]
-            self._send(batch)
-        self._reap(block=False)
+        folder, pending = None, []
+        for item in expired:
+            key = item[0]
+            # A page's keys mostly share a folder: find it again only when it changes.
+            if folder is None or not key.startswith(folder) or "/" in key[len(folder) :]:
+                folder = partition(key)
+                pending = self.pending.setdefault(folder, [])
+            pending.append(item)
+            if len(pending) >= S3_MAX_KEYS_PER_DELETE:
+                self._form(folder, pending)
+                pending = self.pending[folder] = []
+        self._pump(block=False)
+        # Listing waits while a folder has enough batches formed: memory stays flat.
+        while any(len(q) > READY_PER_PARTITION for q in self.ready.values()):
+            self._pump(block=True)
 
     def flush(self) -> None:
-        if self.pending:
-            batch, self.pending = self.pending, []
-            self._send(batch)
+        """Send the leftovers (folders' remainders together) and everything queued, to the end."""
+        # The full batches first, to the end: the leftovers go last, in order.
+        while self.in_flight or any(self.ready.values()):
+            self._pump(block=True)
+        rest = [item for folder in sorted(self.pending) for item in self.pending[folder]]
+        self.pending.clear()
+        for start in range(0, len(rest), S3_MAX_KEYS_PER_DELETE):
+            chunk = rest[start : start + S3_MAX_KEYS_PER_DELETE]
+            self._form(partition(chunk[0][0]), chunk, mixed=True)
+        while self.in_flight or any(self.ready.values()):
+            self._pump(block=True)
 
     def check_stop(self) -> None:
         if self.stopping or self.should_stop():
@@ -155,7 +253,8 @@ class DeletePipeline:
     def drain(self) -> None:
         """Wait for every batch in flight and account for it, even when
         accounting one raises (a stop request from the progress callback):
-        every batch sent is counted before the first such error is raised."""
+        every batch sent is counted before the first such error is raised.
+        Batches not sent (or throttled) stay in S3 for the next run."""
         failure: BaseException | None = None
         while self.in_flight:
             try:
@@ -166,28 +265,75 @@ class DeletePipeline:
             raise failure
 
     def batch_formed(self, keys: list[str]) -> None:
-        """Called with each batch's keys before it waits for a delete slot."""
+        """Called with each batch's keys before it waits for its turn."""
 
-    def _send(self, batch: list[Expired]) -> None:
-        self.batch_formed([key for key, _ in batch])
-        while len(self.in_flight) >= self.window.limit:
-            self._reap(block=True)
-        # Protection right before the request: a clip pinned while its key
-        # waited in `pending` or for a slot keeps its file.
-        batch = self._drop_protected(batch)
-        if batch:
-            if self.dry_run:
-                self._account(batch, [])
+    def _form(self, folder: str, items: list[Expired], mixed: bool = False) -> None:
+        self.batch_formed([key for key, _ in items])
+        batch = _Batch.of(items) if mixed else _Batch(items, Counter({folder: len(items)}))
+        self.ready.setdefault(folder, deque()).append(batch)
+
+    def _pacer(self, folder: str) -> Pacer:
+        pacer = self.pacers.get(folder)
+        if pacer is None:
+            pacer = self.pacers[folder] = Pacer(self.rate, self.window)
+        return pacer
+
+    def _pump(self, block: bool) -> None:
+        """Reap finished batches, send every batch whose folder's turn it is; with
+        `block`, first wait for a batch to finish or the next turn."""
+        self._reap(block=False)
+        next_at = self._dispatch()
+        if block and (self.in_flight or next_at is not None):
+            timeout = None if next_at is None else max(0.0, next_at - time.monotonic())
+            if self.in_flight:
+                self._reap(block=True, timeout=timeout)
             else:
-                future = self._pool.submit(self._delete, batch)
+                time.sleep(timeout)
+            self._dispatch()
+
+    def _dispatch(self) -> float | None:
+        """Send what may go now; the earliest time something else may (None: only after a reap)."""
+        next_at: float | None = None
+        for waiting in self.ready.values():
+            while waiting and self.dry_run:
+                self._send(waiting.popleft(), [])
+            while waiting and len(self.in_flight) < self.concurrency:
+                batch = waiting[0]
+                pacers = [(self._pacer(f), n) for f, n in batch.costs.items()]
+                if any(p.in_flight >= p.window.limit for p, _ in pacers):
+                    break  # after a reap
+                at = max(p.ready_at(n) for p, n in pacers)
+                if at > time.monotonic():
+                    next_at = at if next_at is None else min(next_at, at)
+                    break
+                waiting.popleft()
+                self._send(batch, pacers)
+        return next_at
+
+    def _send(self, batch: _Batch, pacers: list[tuple[Pacer, int]]) -> None:
+        # Protection right before the request: a clip pinned while its key
+        # waited in `pending` or for its turn keeps its file.
+        items = self._drop_protected(batch.items)
+        if items:
+            if self.dry_run:
+                self._account(items, [])
+            else:
+                batch = _Batch(items, batch.costs)
+                for pacer, cost in pacers:
+                    pacer.take(cost)
+                future = self._pool.submit(self._delete, items)
                 self.in_flight.append(_InFlight(batch, future))
         self.check_stop()
 
-    def _reap(self, block: bool) -> None:
+    def _reap(self, block: bool, timeout: float | None = None) -> None:
         if not self.in_flight:
             return
         if block:
-            wait([item.future for item in self.in_flight], return_when=FIRST_COMPLETED)
+            wait(
+                [item.future for item in self.in_flight],
+                timeout=timeout,
+                return_when=FIRST_COMPLETED,
+            )
         failure: BaseException | None = None
         for item in [item for item in self.in_flight if item.future.done()]:
             # Out of the window first: a batch is accounted for at most once,
@@ -195,9 +341,18 @@ class DeletePipeline:
             self.in_flight.remove(item)
             try:
                 errors, throttled = item.future.result()
-                if not throttled:
-                    self.window.succeeded()
-                self._account(item.batch, errors)
+                pacers = [self._pacer(folder) for folder in item.batch.costs]
+                if throttled:
+                    self.throttles += 1
+                    for pacer in pacers:
+                        pacer.throttled()
+                    # Not an error: the same keys go again, first in their folder.
+                    folder = partition(item.batch.items[0][0])
+                    self.ready.setdefault(folder, deque()).appendleft(item.batch)
+                    continue
+                for pacer in pacers:
+                    pacer.succeeded()
+                self._account(item.batch.items, errors)
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
                 failure = failure or exc
         if failure is not None:
@@ -252,34 +407,41 @@ class DeletePipeline:
             # run's reconcile removes.
             sp = self.storage
             self.books.forget_clips([key[len(sp) :] for key in deleted if key.startswith(sp)])
-        self.books.save()
+        # Progress is saved at most every SAVE_INTERVAL (a commit each; at tens
+        # of batches a second they were the run's bottleneck) and always when the
+        # run ends or stops (run.py): a killed worker loses at most that much count.
+        now = time.monotonic()
+        if now - self._saved >= SAVE_INTERVAL:
+            self._saved = now
+            self.books.save()
         self.progress(report.objects_scanned, report.files_deleted)
 
     # -- pool threads ---------------------------------------------------------
     def _delete(self, batch: list[Expired]) -> tuple[list[dict], bool]:
         """One DeleteObjects request; no database here. Returns (errors, throttled)."""
         keys = [key for key, _ in batch]
-        throttles_before = self.window.throttles
         try:
             response = self.client.delete_objects(
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
             )
-            errors = response.get("Errors", [])
+            return response.get("Errors", []), False
         except (ClientError, BotoCoreError) as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if str(code) in _THROTTLE_CODES or status == 503:
+                return [], True  # sent again by the calling thread
             # The whole request failed even after botocore's retries: every key
             # in it is an error, and the next batch still gets its chance.
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-            if str(code) in _THROTTLE_CODES:
-                self.window.throttled()
-            errors = [{"Key": key, "Code": code, "Message": str(exc)} for key in keys]
-        return errors, self.window.throttles != throttles_before
+            return [{"Key": key, "Code": code, "Message": str(exc)} for key in keys], False
 
-    def _on_attempt(self, response=None, **kwargs) -> None:
-        """botocore's needs-retry event, once per attempt: note throttling answers."""
+    def _on_attempt(self, response=None, **kwargs) -> bool | None:
+        """botocore's needs-retry event, once per attempt: a throttling answer is not
+        retried by botocore (False stops its handler) but comes back to `_delete`."""
         if not response:
-            return
+            return None
         http, parsed = response
         code = str((parsed or {}).get("Error", {}).get("Code", ""))
         if code in _THROTTLE_CODES or getattr(http, "status_code", 0) == 503:
-            self.window.throttled()
+            return False
+        return None

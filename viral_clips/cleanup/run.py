@@ -9,6 +9,7 @@ progress (renews the job's lease), should_stop, fence, and the ledger row.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -21,13 +22,26 @@ from scheduling.execution import LeaseLost
 from scheduling.models import JobRun
 from scheduling.shutdown import StopRequested
 from viral_clips import s3
-from viral_clips.cleanup.books import Books, CleanupReport, Reconciler, start_run
+from viral_clips.cleanup.books import (
+    Books,
+    CleanupReport,
+    LevelReconciler,
+    Reconciler,
+    start_run,
+)
 from viral_clips.cleanup.errors import (
     CleanupBookkeepingFailed,
     InvalidRetention,
 )
-from viral_clips.cleanup.pipeline import DeletePipeline, DeleteWindow
-from viral_clips.cleanup.scope import cleanup_scopes, list_pages, storage_prefix
+from viral_clips.cleanup.pipeline import DeletePipeline
+from viral_clips.cleanup.scope import (
+    Listed,
+    ParallelListing,
+    cleanup_scopes,
+    plan_listing,
+    split_depth,
+    storage_prefix,
+)
 from viral_clips.models import CleanupRun
 
 logger = logging.getLogger(__name__)
@@ -153,7 +167,9 @@ def run_cleanup(
         dry_run=dry_run,
         cutoff=cutoff,
         books=books,
-        window=DeleteWindow(settings.CLEANUP_DELETES_IN_FLIGHT),
+        window=settings.CLEANUP_DELETES_IN_FLIGHT,
+        rate=settings.CLEANUP_DELETE_RATE,
+        concurrency=settings.CLEANUP_DELETE_CONCURRENCY,
         progress=context.progress,
         should_stop=context.should_stop,
     )
@@ -165,7 +181,7 @@ def run_cleanup(
             finally:
                 # Every batch sent is accounted for, whatever happened next.
                 pipeline.drain()
-                report.delete_throttles = pipeline.window.throttles
+                report.delete_throttles = pipeline.throttles
         context.fence()
     except LeaseLost:
         raise  # another execution runs this CleanupRun now: leave it to it
@@ -209,20 +225,52 @@ def _scan(
     books: Books,
     context: RunContext,
 ) -> None:
-    """List every scope a page at a time, queueing expired keys and reconciling rows."""
+    """List every scope (its folders in parallel), queueing expired keys and reconciling rows."""
     report = books.report
     sp = storage_prefix()
-    for scope in scopes:
-        reconciler = Reconciler(scope, sp, cutoff, books) if scope.startswith(sp) else None
-        for page in list_pages(client, bucket, scope):
-            report.objects_scanned += len(page)
-            report.bytes_scanned += sum(size for _, size, _ in page)
-            expired = [(key, size) for key, size, modified in page if modified < cutoff]
-            report.clips_retained += len(page) - len(expired)
-            if reconciler is not None:
-                reconciler.page([key for key, _, _ in page])
-            pipeline.add(expired)
-            context.progress(report.objects_scanned, report.files_deleted)
-            pipeline.check_stop()
-        if reconciler is not None:
-            reconciler.finish()
+    concurrency = settings.CLEANUP_LIST_CONCURRENCY
+
+    def take(page: list[Listed]) -> None:
+        report.objects_scanned += len(page)
+        report.bytes_scanned += sum(size for _, size, _ in page)
+        expired = [(key, size) for key, size, modified in page if modified < cutoff]
+        report.clips_retained += len(page) - len(expired)
+        pipeline.add(expired)
+        context.progress(report.objects_scanned, report.files_deleted)
+        pipeline.check_stop()
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cleanup-list") as pool:
+        for scope in scopes:
+            reconciles = scope.startswith(sp)
+            depth = split_depth(scope) if concurrency > 1 else 0
+            plan = plan_listing(client, bucket, scope, depth=depth, pool=pool)
+            first = Reconciler(scope, sp, cutoff, books) if reconciles else None
+            if first is not None:
+                first.page([key for key, _, _ in plan.first])
+                if plan.complete:
+                    first.finish()
+            take(plan.first)
+            for level in plan.levels:
+                if reconciles:
+                    LevelReconciler(
+                        level.prefix, level.folders, sp, cutoff, books, skip_upto=plan.after
+                    ).level([key for key, _, _ in level.direct])
+                take(level.direct)
+            chains: dict[str, Reconciler | None] = {}
+            for chain, after in plan.chains:
+                chains[chain] = Reconciler(chain, sp, cutoff, books) if reconciles else None
+                if chains[chain] is not None:
+                    chains[chain].after = after[len(sp) :] if after else None
+            pages = ParallelListing(client, bucket, plan.chains, pool).pages()
+            try:
+                for chain, page in pages:
+                    reconciler = chains[chain]
+                    if page is None:
+                        if reconciler is not None:
+                            reconciler.finish()
+                        continue
+                    if reconciler is not None:
+                        reconciler.listed(page)
+                    take(page)
+            finally:
+                pages.close()

@@ -4,11 +4,26 @@ Only the clips' upload folder (derived from `Clip.file`: its storage location
 plus the static part of `upload_to`, ``<cube>/public/clips/``) and the
 cube-relative folders in CLEANUP_PREFIXES. A sibling cube ``<cube>2/`` never
 is: every scope ends with a slash.
+
+Listing in parallel (`plan_listing`, `ParallelListing`): a scope's first page
+is listed as always; a scope that fits in it costs that one request. A bigger
+one whose first page ends inside a folder is split into its folders with one
+``Delimiter='/'`` request per folder
+split (the scope, then, for the clips, each year of ``clips/%Y/%m/``). That
+request also returns the keys directly under the folder, so they are listed by
+it and only by it; each leaf folder is then one ListObjectsV2 chain, several
+chains at once on a few threads, each holding at most one page. What the first
+page covered (keys up to its last) is skipped everywhere. A folder with more
+than one page of direct keys and sub-folders is not split: it is one chain.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
@@ -67,13 +82,17 @@ def cleanup_scope_labels() -> list[str]:
     return [scope[len(cube_prefix) :] for scope in cleanup_scopes()]
 
 
-def list_pages(client, bucket: str, prefix: str) -> Iterator[list[Listed]]:
-    """Yield one scope's objects a page at a time."""
+def list_pages(
+    client, bucket: str, prefix: str, after: str | None = None
+) -> Iterator[list[Listed]]:
+    """Yield one scope's objects (after `after`, if given) a page at a time."""
     paginator = client.get_paginator("list_objects_v2")
+    extra = {"StartAfter": after} if after else {}
     pages = paginator.paginate(
         Bucket=bucket,
         Prefix=prefix,
         PaginationConfig={"PageSize": S3_MAX_KEYS_PER_PAGE},
+        **extra,
     )
     for page in pages:
         yield [
@@ -83,3 +102,166 @@ def list_pages(client, bucket: str, prefix: str) -> Iterator[list[Listed]]:
             # must not make us touch what is outside the scope.
             if obj["Key"].startswith(prefix)
         ]
+
+
+@dataclass
+class Level:
+    """A folder split by one Delimiter request: its direct keys and its sub-folders."""
+
+    prefix: str
+    direct: list[Listed]
+    folders: list[str]
+
+
+@dataclass
+class ListingPlan:
+    """How a scope is listed: its first page, split levels (each listed once) and
+    leaf chains (prefix, start after), all past the first page's last key."""
+
+    scope: str
+    first: list[Listed] = field(default_factory=list)
+    complete: bool = False  # the first page held the whole scope
+    levels: list[Level] = field(default_factory=list)
+    chains: list[tuple[str, str | None]] = field(default_factory=list)
+    requests: int = 0  # the Delimiter requests the split cost
+
+    @property
+    def after(self) -> str | None:
+        return self.first[-1][0] if self.first else None
+
+
+def folder_end(folder: str) -> str:
+    """The smallest key after every key under `folder` (which ends with "/")."""
+    return folder[:-1] + "0"  # "/" + 1
+
+
+def _first_page(client, bucket: str, scope: str) -> tuple[list[Listed], bool]:
+    page = client.list_objects_v2(Bucket=bucket, Prefix=scope, MaxKeys=S3_MAX_KEYS_PER_PAGE)
+    keys = [
+        (obj["Key"], obj.get("Size", 0), obj["LastModified"])
+        for obj in page.get("Contents", ())
+        if obj["Key"].startswith(scope)
+    ]
+    return keys, not page.get("IsTruncated")
+
+
+def _split(client, bucket: str, prefix: str) -> Level | None:
+    """One Delimiter='/' page, or None when it does not hold the whole level."""
+    page = client.list_objects_v2(
+        Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=S3_MAX_KEYS_PER_PAGE
+    )
+    if page.get("IsTruncated"):
+        return None
+    direct = [
+        (obj["Key"], obj.get("Size", 0), obj["LastModified"])
+        for obj in page.get("Contents", ())
+        if obj["Key"].startswith(prefix)
+    ]
+    folders = sorted(
+        p["Prefix"]
+        for p in page.get("CommonPrefixes", ())
+        # Only strictly deeper folders of this one: never outside the scope.
+        if p["Prefix"].startswith(prefix) and p["Prefix"] != prefix and p["Prefix"].endswith("/")
+    )
+    return Level(prefix, direct, folders)
+
+
+def split_depth(scope: str) -> int:
+    """Folder levels worth splitting: the clips' %Y/%m/ folders, or one elsewhere."""
+    if scope == storage_prefix() + upload_prefix():
+        upload_to = str(Clip._meta.get_field("file").upload_to)
+        dynamic = upload_to[len(upload_prefix()) :]
+        return max(1, dynamic.count("/"))
+    return 1
+
+
+def plan_listing(
+    client, bucket: str, scope: str, *, depth: int, pool: ThreadPoolExecutor
+) -> ListingPlan:
+    """The first page, then `scope` split into folders down to `depth` levels."""
+    plan = ListingPlan(scope)
+    plan.first, plan.complete = _first_page(client, bucket, scope)
+    if plan.complete:
+        return plan
+    after = plan.after
+    if depth < 1 or "/" not in after[len(scope) :]:
+        # Not worth a split: the listing has not reached any folder yet (a flat
+        # folder of files), or parallel listing is off. One chain, as always.
+        plan.chains = [(scope, after)]
+        return plan
+    todo = [scope]
+    leaves: list[str] = []
+    for _ in range(depth):
+        if not todo:
+            break
+        levels = list(pool.map(lambda p: _split(client, bucket, p), todo))
+        plan.requests += len(todo)
+        todo_next: list[str] = []
+        for prefix, level in zip(todo, levels, strict=True):
+            if level is None:
+                leaves.append(prefix)  # too big to split in one page: one chain
+            else:
+                level.direct = [item for item in level.direct if item[0] > after]
+                plan.levels.append(level)
+                # Folders the first page already covered entirely are done.
+                todo_next.extend(f for f in level.folders if folder_end(f) > after)
+        todo = todo_next
+    leaves.extend(todo)  # the deepest folders found: listed whole
+    plan.chains = [(leaf, after if leaf <= after else None) for leaf in sorted(leaves)]
+    return plan
+
+
+_DONE = object()
+
+
+class ParallelListing:
+    """Lists chains on `concurrency` threads; `pages()` yields (chain, page) on the
+    calling thread, then (chain, None) once a chain is finished.
+
+    Each lister holds at most one page: it fetches the next one only after the
+    calling thread has taken the previous one. Closing the iterator (or an
+    error) stops the listers after the request they are in.
+    """
+
+    def __init__(
+        self, client, bucket: str, chains: list[tuple[str, str | None]], pool: ThreadPoolExecutor
+    ):
+        self.client = client
+        self.bucket = bucket
+        self.chains = chains
+        self.pool = pool
+        self.stop = threading.Event()
+        self.out: queue.Queue = queue.Queue()
+
+    def _list(self, chain: str, after: str | None) -> None:
+        taken = threading.Semaphore(0)
+        try:
+            for page in list_pages(self.client, self.bucket, chain, after):
+                if self.stop.is_set():
+                    return
+                self.out.put((chain, page, taken))
+                while not taken.acquire(timeout=0.2):
+                    if self.stop.is_set():
+                        return
+            self.out.put((chain, None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            self.out.put((chain, exc, None))
+
+    def pages(self) -> Iterator[tuple[str, list[Listed] | None]]:
+        futures = [self.pool.submit(self._list, chain, after) for chain, after in self.chains]
+        left = len(self.chains)
+        try:
+            while left:
+                chain, page, taken = self.out.get()
+                if isinstance(page, BaseException):
+                    raise page
+                if page is None:
+                    left -= 1
+                    yield chain, None
+                    continue
+                taken.release()  # the lister may fetch its next page meanwhile
+                yield chain, page
+        finally:
+            self.stop.set()
+            for future in futures:
+                future.cancel()
