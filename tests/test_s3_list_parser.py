@@ -1,0 +1,41 @@
+"""The fast ListObjectsV2 parser (viral_clips/s3.py) reads odd keys exactly.
+
+It reads the XML body by regular expressions; keys arrive URL-encoded
+(botocore asks for EncodingType=url and decodes them), so markup, entities,
+quotes and non-ASCII characters in a name must come back unchanged.
+"""
+
+import pytest
+from django.conf import settings
+
+from viral_clips.s3 import cloudcube_client
+
+ODD = [
+    "clips/a&b <c>.mp4",
+    "clips/ünï cödé 🎬.mp4",
+    "clips/quote\"'.mp4",
+    "clips/tab\t%41+.mp4",
+    "clips/&#13;literal&amp;.mp4",
+    "clips/2026/01/</Key><Key>forged.mp4",
+]
+
+
+@pytest.mark.django_db
+def test_odd_keys_are_listed_exactly(cube):
+    client = cloudcube_client()
+    bucket, prefix = settings.CLOUDCUBE.bucket, f"{settings.CLOUDCUBE.cube}/"
+    for key in ODD:
+        client.put_object(Bucket=bucket, Key=prefix + key, Body=b"x")
+
+    listed = []
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{prefix}clips/", PaginationConfig={"PageSize": 2}
+    ):
+        listed += [(o["Key"], o["Size"]) for o in page.get("Contents", [])]
+    assert sorted(listed) == sorted((prefix + key, 1) for key in ODD)
+
+    folders = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}clips/", Delimiter="/")
+    assert [p["Prefix"] for p in folders["CommonPrefixes"]] == [f"{prefix}clips/2026/"]
+    assert sorted(o["Key"] for o in folders["Contents"]) == sorted(
+        prefix + key for key in ODD if key.count("/") == 1
+    )
