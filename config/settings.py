@@ -275,6 +275,9 @@ REDIS_HEALTH_CHECK_INTERVAL = env.int(
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", 20, min=0)
 
 CLEANUP_SCHEDULE = env.schedule("CLEANUP_SCHEDULE", "0 2 * * *")
+# The wall clock each job's cron is read on (IANA names; the DST rule is
+# scheduling/zoned.py's, written down in docs/scheduling.md).
+CLEANUP_TIMEZONE = env.timezone("CLEANUP_TIMEZONE", "UTC")
 # The same bounds the cleanup itself enforces (viral_clips/cleanup/run.py): a bad
 # value stops start-up instead of failing every scheduled run.
 CLEANUP_RETENTION_DAYS = env.int("CLEANUP_RETENTION_DAYS", 5, min=1, max=3650, unit="days")
@@ -293,6 +296,7 @@ except CleanupPrefixesError as exc:
 CLEANUP_DELETES_IN_FLIGHT = env.int("CLEANUP_DELETES_IN_FLIGHT", 4, min=1, max=16)
 # The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
 WEEKLY_REPORT_SCHEDULE = env.schedule("WEEKLY_REPORT_SCHEDULE", "0 9 * * 1")
+WEEKLY_REPORT_TIMEZONE = env.timezone("WEEKLY_REPORT_TIMEZONE", "UTC")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_USE_SSL = REDIS_SSL_OPTIONS
