@@ -297,6 +297,11 @@ CLEANUP_DELETES_IN_FLIGHT = env.int("CLEANUP_DELETES_IN_FLIGHT", 4, min=1, max=1
 # The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
 WEEKLY_REPORT_SCHEDULE = env.schedule("WEEKLY_REPORT_SCHEDULE", "0 9 * * 1")
 WEEKLY_REPORT_TIMEZONE = env.timezone("WEEKLY_REPORT_TIMEZONE", "UTC")
+# How long run history (JobRun, CleanupRun) is kept; the pruning job keeps each
+# job's last success and failure and its catch-up window whatever this says
+# (scheduling/history.py). At least a week: the weekly report reads a week.
+RUN_HISTORY_DAYS = env.int("RUN_HISTORY_DAYS", 400, min=7, max=36500, unit="days")
+RUN_HISTORY_PRUNE_SCHEDULE = env.schedule("RUN_HISTORY_PRUNE_SCHEDULE", "40 3 * * *")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_USE_SSL = REDIS_SSL_OPTIONS
