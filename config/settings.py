@@ -302,6 +302,7 @@ WEEKLY_REPORT_TIMEZONE = env.timezone("WEEKLY_REPORT_TIMEZONE", "UTC")
 # (scheduling/history.py). At least a week: the weekly report reads a week.
 RUN_HISTORY_DAYS = env.int("RUN_HISTORY_DAYS", 400, min=7, max=36500, unit="days")
 RUN_HISTORY_PRUNE_SCHEDULE = env.schedule("RUN_HISTORY_PRUNE_SCHEDULE", "40 3 * * *")
+RUN_HISTORY_PRUNE_TIMEZONE = env.timezone("RUN_HISTORY_PRUNE_TIMEZONE", "UTC")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_USE_SSL = REDIS_SSL_OPTIONS

@@ -50,6 +50,7 @@ def canary_at_start(sender=None, **kwargs) -> None:
 @periodic_job(
     entry="prune-run-history",
     schedule_setting="RUN_HISTORY_PRUNE_SCHEDULE",
+    timezone_setting="RUN_HISTORY_PRUNE_TIMEZONE",
     kwargs_settings={"days": "RUN_HISTORY_DAYS"},
     # Tomorrow's run deletes what today's left: a late one is worth nothing.
     overlap=OVERLAP_SKIP,
