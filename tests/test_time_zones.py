@@ -10,6 +10,7 @@ sending what `is_due` says is due, stamped with `scheduled_slot`.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,7 @@ from scheduling.entries import EntryDecoder, EntryEncoder, KoolclipsEntry
 from scheduling.schedules import from_celery_schedule, parse_schedule
 from scheduling.status import job_status
 from scheduling.zoned import ZonedCrontab
+from viral_clips import health
 from viral_clips.tasks import scheduled_cloudcube_cleanup, send_weekly_report
 
 BERLIN = "Europe/Berlin"
@@ -204,3 +206,30 @@ def test_a_good_time_zone_is_read(raw):
     env = Env({"CLEANUP_TIMEZONE": raw})
     assert env.timezone("CLEANUP_TIMEZONE") == raw.strip().replace("utc", "UTC")
     assert env.errors == []
+
+
+@pytest.mark.django_db
+def test_the_dashboard_and_health_show_the_zone_and_utc(
+    settings, client, django_user_model, cube, redis_client
+):
+    settings.CLEANUP_SCHEDULE = parse_schedule("30 2 * * *", "CLEANUP_SCHEDULE")
+    settings.CLEANUP_TIMEZONE = BERLIN
+    settings.WEEKLY_REPORT_TIMEZONE = BERLIN
+    user = django_user_model.objects.create_user("tz-operator", password="x-9-y", is_staff=True)
+    client.force_login(user)
+
+    text = client.get("/").content.decode()
+
+    schedule = re.search(r'<article class="card" id="schedule">.*?</article>', text, re.S)[0]
+    assert "Every day at 02:30 Europe/Berlin" in schedule
+    # December: CET, one hour ahead of UTC.
+    assert re.search(r"01:30 UTC</strong> \(02:30 CET, Europe/Berlin\)", schedule), schedule
+    assert "Weekly report: every Monday at 09:00 Europe/Berlin" in schedule
+    row = re.search(r'<tr id="job-weekly-report">.*?</tr>', text, re.S)[0]
+    assert re.search(r"\d{4}-\d\d-\d\d 08:00:00 \(09:00 CET, Europe/Berlin\)", row), row
+    lines = health.job_lines()
+    report = lines[send_weekly_report.job.entry]
+    assert report["schedule"] == "every Monday at 09:00 Europe/Berlin"
+    assert report["timezone"] == BERLIN
+    assert report["next_run_at"].endswith("T08:00:00+00:00")
+    assert report["next_run_local"].endswith("T09:00:00+01:00")

@@ -51,6 +51,8 @@ class Dashboard:
     report_last: ReportLastRun | None = None
     active_run: CleanupRun | None = None  # the running cleanup's row, for its progress
     errors: dict[str, str] = field(default_factory=dict)
+    cleanup_timezone: str = "UTC"  # the zones their schedules are read in
+    report_timezone: str = "UTC"
 
     @property
     def active_run_elapsed_seconds(self) -> float | None:
@@ -114,6 +116,8 @@ def build_dashboard() -> Dashboard:
         cube_interval_seconds=settings.CUBE_STATS_INTERVAL,
         activity=activity,
         errors=errors,
+        cleanup_timezone=cleanup_schedule.timezone,
+        report_timezone=report_schedule.timezone,
     )
     board.scheduler = _attempt(errors, "scheduler", scheduler_status)
     if board.scheduler is not None:
