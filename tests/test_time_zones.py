@@ -22,6 +22,7 @@ from config.env import Env
 from scheduling import crons, slots
 from scheduling.beat import scheduled_slot
 from scheduling.entries import EntryDecoder, EntryEncoder, KoolclipsEntry
+from scheduling.management.commands import beat_status
 from scheduling.schedules import from_celery_schedule, parse_schedule
 from scheduling.status import job_status
 from scheduling.zoned import ZonedCrontab
@@ -233,3 +234,10 @@ def test_the_dashboard_and_health_show_the_zone_and_utc(
     assert report["timezone"] == BERLIN
     assert report["next_run_at"].endswith("T08:00:00+00:00")
     assert report["next_run_local"].endswith("T09:00:00+01:00")
+
+
+def test_beat_status_prints_a_zoned_time_on_its_clock_and_in_utc():
+    now = utc("2026-11-30 07:00")
+    when = beat_status._when(utc("2026-11-30 08:00"), now, BERLIN)
+    assert when == "2026-11-30 09:00:00 CET (Europe/Berlin) = 2026-11-30 08:00:00 UTC (in 60 min)"
+    assert beat_status._when(utc("2026-11-30 08:00"), now) == "2026-11-30 08:00:00 UTC (in 60 min)"
