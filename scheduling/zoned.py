@@ -104,7 +104,9 @@ class ZonedCrontab(crontab):
 
     def occurrences_after(self, moment: datetime) -> Iterator[datetime]:
         """Every occurrence strictly after `moment`, ascending."""
-        moment = _utc(moment)
+        # RedBeat asks about an entry never run as of 0001-01-02: every
+        # occurrence that far back is superseded by the latest, so start late.
+        moment = max(_utc(moment), _utc(self.now()) - timedelta(days=_HORIZON_DAYS // 2))
         # From the day before: a gap across midnight maps onto the next day.
         day = moment.astimezone(self.zone).date() - timedelta(days=1)
         last = moment

@@ -241,3 +241,11 @@ def test_beat_status_prints_a_zoned_time_on_its_clock_and_in_utc():
     when = beat_status._when(utc("2026-11-30 08:00"), now, BERLIN)
     assert when == "2026-11-30 09:00:00 CET (Europe/Berlin) = 2026-11-30 08:00:00 UTC (in 60 min)"
     assert beat_status._when(utc("2026-11-30 08:00"), now) == "2026-11-30 08:00:00 UTC (in 60 min)"
+
+
+def test_an_entry_never_run_is_due_not_an_error():
+    # RedBeat asks with datetime(MINYEAR, 1, 2) for an entry without a last run.
+    schedule = zoned("30 2 * * *", BERLIN)
+    schedule.nowfun = lambda: utc("2026-12-03 12:00")
+    due, _ = schedule.is_due(datetime(1, 1, 2, tzinfo=UTC))
+    assert due is True
