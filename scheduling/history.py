@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.apps import apps
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from scheduling import registry
@@ -145,7 +145,7 @@ def prune(
                         **{f"{follower.run_field}__in": ids}
                     ).delete()
                     report.followers_deleted[follower.label] += deleted
-                report.runs_deleted += JobRun.objects.filter(pk__in=ids).delete()[0]
+                report.runs_deleted += _delete_runs(ids)
             report.batches += 1
             if progress is not None:
                 progress()
@@ -170,6 +170,20 @@ def prune(
         report.followers_deleted,
     )
     return report
+
+
+def _delete_runs(ids: list[int]) -> int:
+    """One DELETE for the batch. Django's own delete() would load every row
+    (its JSON state included) to find what points at it: 0.5 s a batch at half
+    a million rows. What points at a run is known: the followers (deleted just
+    before) and a lease (never one of these rows; set free if it became one)."""
+    JobLease.objects.filter(run_id__in=ids).update(run=None)
+    table = connection.ops.quote_name(JobRun._meta.db_table)
+    column = connection.ops.quote_name(JobRun._meta.pk.column)
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)  # noqa: S608
+        return cursor.rowcount
 
 
 def _by_age(rows, age_field: str, report: PruneReport, batch: int, progress) -> int:
