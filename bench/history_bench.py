@@ -196,6 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=525_600)
     parser.add_argument("--prune-days", type=int, default=182)
+    parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--child", nargs=2, type=int)
     args = parser.parse_args()
     if args.child:
@@ -203,8 +204,9 @@ def main() -> None:
         return
     results = []
     workdir = Path(tempfile.mkdtemp(prefix="koolclips-history-bench-"))
-    results.append(run_child(f"sqlite:///{workdir / 'history.sqlite3'}", args))
-    if postgres_up():
+    if "sqlite" in args.backends:
+        results.append(run_child(f"sqlite:///{workdir / 'history.sqlite3'}", args))
+    if "postgresql" in args.backends and postgres_up():
         import psycopg
 
         name = f"koolclips_history_bench_{os.getpid()}"

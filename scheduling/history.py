@@ -135,10 +135,19 @@ def prune(
     for job in JobRun.objects.values_list("job", flat=True).distinct().order_by("job"):
         keep = kept_ids(job)
         old = JobRun.objects.filter(job=job, created_at__lt=job_cutoff(job, report.cutoff, now))
+        last = 0
         while True:
-            ids = list(old.exclude(pk__in=keep).order_by("pk").values_list("pk", flat=True)[:batch])
+            # Keyset, not "the first 1,000 again": PostgreSQL keeps deleted rows
+            # as dead tuples until VACUUM, and each batch would walk them all.
+            ids = list(
+                old.exclude(pk__in=keep)
+                .filter(pk__gt=last)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:batch]
+            )
             if not ids:
                 break
+            last = ids[-1]
             with transaction.atomic():
                 for follower in _followers:
                     deleted, _ = follower.model.objects.filter(
@@ -188,8 +197,9 @@ def _delete_runs(ids: list[int]) -> int:
 
 def _by_age(rows, age_field: str, report: PruneReport, batch: int, progress) -> int:
     old = rows.filter(**{f"{age_field}__lt": report.cutoff})
-    deleted = 0
-    while ids := list(old.order_by("pk").values_list("pk", flat=True)[:batch]):
+    deleted, last = 0, 0
+    while ids := list(old.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:batch]):
+        last = ids[-1]
         deleted += rows.model.objects.filter(pk__in=ids).delete()[0]
         report.batches += 1
         if progress is not None:
