@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -42,6 +43,9 @@ MESSAGE_PREFIX = "koolclips: configuration error: "
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 BOOL_ACCEPTED = "one of true/false, 1/0, yes/no, on/off"
+
+# In the zone database's listing, but not a place's zone.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 # A variable whose name contains one of these is never shown, whatever it holds.
 SECRET_NAME_MARKERS = ("SECRET", "PASSWORD", "TOKEN", "ACCESS_KEY", "DSN", "API_KEY")
@@ -256,6 +260,30 @@ class Env:
             except ScheduleError as exc:
                 self.error(name, str(exc), raw)
         return parse_schedule(default, variable=name)
+
+    def timezone(self, name: str, default: builtins.str = "UTC") -> builtins.str:
+        """An IANA time zone name (Europe/Berlin), checked against the zone
+        database: a typo stops start-up instead of scheduling on UTC."""
+        raw = self.get(name)
+        if raw is None:
+            return default
+        value = raw.strip()
+        if value.upper() == "UTC":
+            return "UTC"
+        # Names of the database's files, not of places: the machine's own zone
+        # ("localtime") differs between a laptop and a dyno.
+        if value in available_timezones() and value not in _NOT_ZONES:
+            try:
+                ZoneInfo(value)
+                return value
+            except (ZoneInfoNotFoundError, ValueError):
+                pass
+        self.invalid(
+            name,
+            raw,
+            "an IANA time zone name such as Europe/Berlin, America/New_York or UTC",
+        )
+        return default
 
     def url(
         self, name: str, default: builtins.str, *, schemes: tuple[builtins.str, ...]

@@ -275,6 +275,9 @@ REDIS_HEALTH_CHECK_INTERVAL = env.int(
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", 20, min=0)
 
 CLEANUP_SCHEDULE = env.schedule("CLEANUP_SCHEDULE", "0 2 * * *")
+# The wall clock each job's cron is read on (IANA names; the DST rule is
+# scheduling/zoned.py's, written down in docs/scheduling.md).
+CLEANUP_TIMEZONE = env.timezone("CLEANUP_TIMEZONE", "UTC")
 # The same bounds the cleanup itself enforces (viral_clips/cleanup/run.py): a bad
 # value stops start-up instead of failing every scheduled run.
 CLEANUP_RETENTION_DAYS = env.int("CLEANUP_RETENTION_DAYS", 5, min=1, max=3650, unit="days")
@@ -300,6 +303,13 @@ CLEANUP_DELETE_RATE = env.int("CLEANUP_DELETE_RATE", 3500, min=1, max=100_000, u
 CLEANUP_LIST_CONCURRENCY = env.int("CLEANUP_LIST_CONCURRENCY", 24, min=1, max=64)
 # The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
 WEEKLY_REPORT_SCHEDULE = env.schedule("WEEKLY_REPORT_SCHEDULE", "0 9 * * 1")
+WEEKLY_REPORT_TIMEZONE = env.timezone("WEEKLY_REPORT_TIMEZONE", "UTC")
+# How long run history (JobRun, CleanupRun) is kept; the pruning job keeps each
+# job's last success and failure and its catch-up window whatever this says
+# (scheduling/history.py). At least a week: the weekly report reads a week.
+RUN_HISTORY_DAYS = env.int("RUN_HISTORY_DAYS", 400, min=7, max=36500, unit="days")
+RUN_HISTORY_PRUNE_SCHEDULE = env.schedule("RUN_HISTORY_PRUNE_SCHEDULE", "40 3 * * *")
+RUN_HISTORY_PRUNE_TIMEZONE = env.timezone("RUN_HISTORY_PRUNE_TIMEZONE", "UTC")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_USE_SSL = REDIS_SSL_OPTIONS

@@ -43,6 +43,7 @@ from redis.exceptions import LockError, RedisError
 
 from scheduling import catchup, headers, heartbeat, registry, slots, status
 from scheduling.db import db_retry
+from scheduling.entries import KoolclipsEntry
 
 logger = logging.getLogger("celery.beat")
 
@@ -70,6 +71,9 @@ def _with_headers(entry: ScheduleEntry, sending: dict) -> ScheduleEntry:
 
 class KoolclipsScheduler(RedBeatScheduler):
     """RedBeatScheduler that survives Redis blips, reports its holder and stamps each slot."""
+
+    # Stores a cron in a time zone as one (scheduling/entries.py).
+    Entry = KoolclipsEntry
 
     def __init__(self, app, *args, **kwargs) -> None:
         self._installed = False  # the schedule written to Redis by this holder

@@ -109,7 +109,8 @@ def monitor_config(job: Job, parsed: ParsedSchedule | None = None) -> dict:
     margin = max(1, min(job.checkin_margin_minutes, period // 2))
     return {
         "schedule": sentry_schedule(parsed),
-        "timezone": "UTC",
+        # The cron's fields are wall-clock times there (scheduling/zoned.py).
+        "timezone": parsed.timezone,
         "checkin_margin": margin,
         "max_runtime": max(1, min(job.max_runtime_minutes, period - margin)),
         "failure_issue_threshold": job.failure_issue_threshold,

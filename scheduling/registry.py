@@ -38,6 +38,9 @@ class Job:
         messages and monitors are keyed by it).
     task: the Celery task's registered name.
     schedule_setting: the settings attribute holding its `ParsedSchedule`.
+    timezone_setting: the settings attribute holding the IANA time zone its
+        cron is read in (e.g. "WEEKLY_REPORT_TIMEZONE"); "" means UTC. The
+        DST rule is scheduling/zoned.py's; slots stay UTC instants.
     kwargs_settings: keyword arguments beat sends, each read from a setting
         when the entry is built ({"retention_days": "CLEANUP_RETENTION_DAYS"}).
     overlap: OVERLAP_DEFER or OVERLAP_SKIP, for a *scheduled* slot due while
@@ -64,6 +67,7 @@ class Job:
     entry: str
     task: str
     schedule_setting: str
+    timezone_setting: str = ""
     kwargs_settings: dict[str, str] = field(default_factory=dict, hash=False)
     overlap: str = OVERLAP_SKIP
     overlap_group: str = ""
@@ -96,12 +100,18 @@ class Job:
     def lease_seconds(self) -> int:
         return int(getattr(settings, self.lease) if isinstance(self.lease, str) else self.lease)
 
+    @property
+    def timezone(self) -> str:
+        """The IANA name its schedule is read in, from settings now ("UTC" by default)."""
+        return getattr(settings, self.timezone_setting) if self.timezone_setting else "UTC"
+
     def schedule(self) -> ParsedSchedule:
-        """The job's parsed schedule, read from settings now (tests may override it)."""
+        """The job's parsed schedule on its time zone, read from settings now
+        (tests may override either)."""
         value = getattr(settings, self.schedule_setting)
         if not isinstance(value, ParsedSchedule):
             raise TypeError(f"settings.{self.schedule_setting} must be a ParsedSchedule")
-        return value
+        return value.in_zone(self.timezone)
 
     def beat_kwargs(self) -> dict:
         return {name: getattr(settings, setting) for name, setting in self.kwargs_settings.items()}

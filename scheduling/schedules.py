@@ -1,23 +1,32 @@
-"""Parse ``CLEANUP_SCHEDULE``: a 5-field cron expression in UTC, or an interval.
+"""Parse ``CLEANUP_SCHEDULE``: a 5-field cron expression, or an interval.
 
 Accepted forms:
 
-* cron, 5 fields, UTC: ``0 2 * * *``, ``0 */12 * * *``, ``0 2 * * 0``
+* cron, 5 fields, on the job's time zone (UTC unless its timezone setting says
+  otherwise, e.g. ``WEEKLY_REPORT_TIMEZONE``): ``0 2 * * *``, ``0 */12 * * *``,
+  ``0 2 * * 0``
 * interval: a whole number and a unit, ``30s``, ``15m``, ``12h``, ``1d``
+  (real elapsed time: no time zone applies)
 
 Anything else raises ScheduleError, which settings turn into a start-up failure.
+A cron in a zone other than UTC becomes a `ZonedCrontab` (scheduling/zoned.py:
+its DST rule); in UTC it stays Celery's crontab.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from celery.schedules import ParseException, crontab, schedule
 
+from scheduling.zoned import ZonedCrontab
+
+UTC_NAME = "UTC"
+
 ACCEPTED_FORMS = (
-    "a 5-field cron expression in UTC such as '0 2 * * *', '0 */12 * * *' or"
+    "a 5-field cron expression such as '0 2 * * *', '0 */12 * * *' or"
     " '0 2 * * 0', or an interval such as '30s', '15m', '12h' or '1d'"
 )
 _INTERVAL_RE = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[smhd])$", re.IGNORECASE)
@@ -38,6 +47,24 @@ class ParsedSchedule:
     kind: str  # "crontab" or "interval"
     celery_schedule: crontab | schedule
     interval_seconds: int | None = None
+    # The wall clock a cron is read on (an IANA name); an interval ignores it.
+    timezone: str = UTC_NAME
+
+    def in_zone(self, timezone: str) -> ParsedSchedule:
+        """The same schedule on `timezone`'s wall clock (a cron becomes a
+        ZonedCrontab unless the zone is UTC)."""
+        timezone = timezone or UTC_NAME
+        if timezone == self.timezone:
+            return self
+        cron = self.celery_schedule
+        if self.kind == "crontab":
+            fields = self.raw.split()
+            cron = (
+                crontab(*_celery_order(fields))
+                if timezone == UTC_NAME
+                else ZonedCrontab(*_celery_order(fields), timezone=timezone)
+            )
+        return replace(self, celery_schedule=cron, timezone=timezone)
 
     def describe(self) -> str:
         """The schedule in words, for the dashboard and beat_status."""
@@ -51,14 +78,15 @@ class ParsedSchedule:
             if minute.startswith("*/") and step.isdigit() and 60 % int(step) == 0:
                 return f"every {_describe_seconds(int(step) * 60)}"
             if minute.isdigit():
-                return f"every hour at minute {int(minute)}"
+                at = f"every hour at minute {int(minute)}"
+                return at if self.timezone == UTC_NAME else f"{at} ({self.timezone})"
         if minute.isdigit() and hour.isdigit() and dom == month == "*":
-            at = f"{int(hour):02d}:{int(minute):02d} UTC"
+            at = f"{int(hour):02d}:{int(minute):02d} {self.timezone}"
             if dow == "*":
                 return f"every day at {at}"
             if dow.isdigit() and 0 <= int(dow) <= 7:
                 return f"every {_DAY_NAMES[int(dow) % 7]} at {at}"
-        return f"cron '{self.raw}' (UTC)"
+        return f"cron '{self.raw}' ({self.timezone})"
 
 
 def _describe_seconds(seconds: int) -> str:
@@ -117,6 +145,12 @@ def parse_schedule(value: str, variable: str = "CLEANUP_SCHEDULE") -> ParsedSche
     return ParsedSchedule(raw=text, kind="crontab", celery_schedule=cron)
 
 
+def _celery_order(fields: list[str]) -> tuple[str, ...]:
+    """A cron's 5 fields (minute hour dom month dow) in crontab()'s argument order."""
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    return minute, hour, day_of_week, day_of_month, month_of_year
+
+
 def from_celery_schedule(value: crontab | schedule, variable: str = "schedule") -> ParsedSchedule:
     """The ParsedSchedule of a Celery schedule object, e.g. one a scheduler
     stored in Redis (so a status can describe what the scheduler holds, not
@@ -129,7 +163,8 @@ def from_celery_schedule(value: crontab | schedule, variable: str = "schedule") 
             value._orig_month_of_year,
             value._orig_day_of_week,
         )
-        return parse_schedule(" ".join(str(f) for f in fields), variable=variable)
+        parsed = parse_schedule(" ".join(str(f) for f in fields), variable=variable)
+        return parsed.in_zone(getattr(value, "timezone_name", UTC_NAME))
     if isinstance(value, schedule):
         seconds = int(value.run_every.total_seconds())
         for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

@@ -6,7 +6,9 @@ does not: it lands a hair before the due time and, with its microseconds cut,
 stamps an 08:21:00 cron slot `08:20:59`. Here:
 
 * crontab: the cron occurrence itself (whole minutes), found by stepping from
-  the last run with the crontab's own field matching;
+  the last run with the crontab's own field matching; a cron in a time zone
+  (scheduling/zoned.py's ZonedCrontab) names its occurrences by its DST rule,
+  each one UTC instant;
 * interval: the grid `last_run_at + k * run_every`.
 
 When several occurrences passed since the last run (no scheduler was alive),
@@ -22,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 from celery.schedules import crontab
 from celery.schedules import schedule as interval
 
+from scheduling.zoned import ZonedCrontab
+
 # Never step through more occurrences than this looking for the latest one
 # (an every-minute cron over a week); older history is clipped first.
 _MAX_STEPS = 20_000
@@ -36,6 +40,8 @@ def _utc(moment: datetime) -> datetime:
 def next_after(schedule, moment: datetime) -> datetime:
     """The schedule's first occurrence strictly after `moment` (UTC)."""
     moment = _utc(moment)
+    if isinstance(schedule, ZonedCrontab):
+        return schedule.next_after(moment)
     if isinstance(schedule, crontab):
         start, delta, _now = schedule.remaining_delta(moment)
         found = _utc(start + delta)
@@ -61,6 +67,8 @@ def latest_due(schedule, last_run_at: datetime | None, now: datetime) -> datetim
         every = schedule.run_every.total_seconds()
         steps = int((now - last).total_seconds() // every) if every > 0 else 0
         return last + timedelta(seconds=every * steps) if steps >= 1 else None
+    if isinstance(schedule, ZonedCrontab):
+        return schedule.latest_between(last, now)
     found = None
     moment = last
     for _ in range(_MAX_STEPS):

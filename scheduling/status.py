@@ -8,20 +8,25 @@ and preflight.
   asked (so `beat_status` run with another environment shows the worker's
   schedule) or from settings, its next slot (scheduling/slots.py), and from the
   run ledger what ran last and how it ended ("never" for a job that never ran;
-  RedBeat's `last_run_at` only says when an entry was last sent).
+  RedBeat's `last_run_at` only says when an entry was last sent). A job's
+  times are UTC instants; `timezone` and the `*_local` properties give the
+  same instants on the wall clock its schedule is read in, so every reader
+  shows both (`when_text`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import redis
 from celery import Celery, current_app
 from django.db import DatabaseError
-from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
+from redbeat.schedulers import ensure_conf, get_redis
 
 from scheduling import controls, ledger, registry, slots
+from scheduling.entries import KoolclipsEntry
 from scheduling.registry import Job
 from scheduling.schedules import ScheduleError, from_celery_schedule
 
@@ -86,6 +91,36 @@ class EntryStatus:
     description: str = ""
     ledger_error: str | None = None  # the ledger could not be read (exception type)
     paused: str | None = None  # "paused (by …)" while an operator paused it
+    timezone: str = "UTC"  # the IANA zone the schedule's wall-clock times are in
+
+    @property
+    def next_run_local(self) -> datetime | None:
+        return local_time(self.next_run_at, self.timezone)
+
+    @property
+    def last_run_local(self) -> datetime | None:
+        return local_time(self.last_run_at, self.timezone)
+
+
+def local_time(moment: datetime | None, timezone: str) -> datetime | None:
+    """`moment` on `timezone`'s wall clock (None stays None)."""
+    return moment.astimezone(ZoneInfo(timezone)) if moment is not None else None
+
+
+def when_text(moment: datetime | None, timezone: str) -> str:
+    """'2026-12-07 09:00 CET (Europe/Berlin) = 08:00 UTC', or the UTC time alone
+    for a job on UTC; seconds only when there are some."""
+    if moment is None:
+        return "unknown"
+    moment = moment.astimezone(UTC)
+    fmt = "%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M"
+    if timezone == "UTC":
+        return f"{moment:{fmt}} UTC"
+    local = moment.astimezone(ZoneInfo(timezone))
+    short = "%H:%M:%S" if moment.second else "%H:%M"
+    same_day = local.date() == moment.date()
+    utc = f"{moment:{short}}" if same_day else f"{moment:{fmt}}"
+    return f"{local:{fmt}} {local.tzname()} ({timezone}) = {utc} UTC"
 
 
 @dataclass
@@ -124,13 +159,17 @@ def job_status(
         schedule = entry.schedule
         try:
             parsed = from_celery_schedule(schedule)
-            given, words = parsed.raw, parsed.describe()
+            if parsed.kind == "interval":  # no wall clock stored: the job's zone
+                parsed = parsed.in_zone(job.timezone)
+            given, words, zone = parsed.raw, parsed.describe(), parsed.timezone
         except ScheduleError:
             given = words = type(schedule).__name__
+            zone = job.timezone
         last_sent = entry.last_run_at
     else:
         parsed = job.schedule()
         schedule, given, words = parsed.celery_schedule, parsed.raw, parsed.describe()
+        zone = parsed.timezone
         last_sent = None
     line = EntryStatus(
         name=job.entry,
@@ -140,6 +179,7 @@ def job_status(
         in_scheduler=entry is not None,
         next_run_at=_next_slot(schedule, last_sent, now),
         description=job.description,
+        timezone=zone,
     )
     if with_ledger and job.ledger:
         try:
@@ -157,10 +197,10 @@ def job_status(
     return line
 
 
-def _stored_entry(name: str) -> RedBeatSchedulerEntry | None:
+def _stored_entry(name: str) -> KoolclipsEntry | None:
     try:
-        return RedBeatSchedulerEntry.from_key(
-            RedBeatSchedulerEntry.generate_key(current_app, name), app=current_app
+        return KoolclipsEntry.from_key(
+            KoolclipsEntry.generate_key(current_app, name), app=current_app
         )
     except KeyError:
         return None  # not yet written by a beat

@@ -1,14 +1,19 @@
-"""The scheduling layer's own periodic job: the worker canary (scheduling/canary.py)."""
+"""The scheduling layer's own periodic jobs: the worker canary
+(scheduling/canary.py) and the run history's pruning (scheduling/history.py)."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import redis
 from django.conf import settings
 
+from scheduling import history
 from scheduling.canary import record_canary
+from scheduling.execution import current_execution
 from scheduling.periodic import periodic_job
+from scheduling.registry import OVERLAP_SKIP
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +45,22 @@ def canary_at_start(sender=None, **kwargs) -> None:
         canary.apply_async(expires=settings.HEALTH_CANARY_INTERVAL)
     except Exception as exc:  # noqa: BLE001 - a missing first canary only delays "ok"
         logger.warning("could not send the start-up canary (%s)", type(exc).__name__)
+
+
+@periodic_job(
+    entry="prune-run-history",
+    schedule_setting="RUN_HISTORY_PRUNE_SCHEDULE",
+    timezone_setting="RUN_HISTORY_PRUNE_TIMEZONE",
+    kwargs_settings={"days": "RUN_HISTORY_DAYS"},
+    # Tomorrow's run deletes what today's left: a late one is worth nothing.
+    overlap=OVERLAP_SKIP,
+    catch_up=timedelta(0),
+    checkin_margin_minutes=15,
+    # bench/history_bench.py: a year of a minute schedule in well under a minute.
+    max_runtime_minutes=30,
+    lease=120,
+)
+def prune_run_history(days: int | None = None) -> dict:
+    """Delete run history older than RUN_HISTORY_DAYS, keeping what matters."""
+    days = days or settings.RUN_HISTORY_DAYS
+    return history.prune(days, progress=current_execution().progress).as_dict()

@@ -75,6 +75,13 @@ def test_production_settings_pass_check_deploy():
         # The canary must run at least every minute.
         ({"HEALTH_CANARY_INTERVAL": "120"}, "from 1 to 60 seconds"),
         ({"CUBE_STATS_INTERVAL": "10"}, "CUBE_STATS_INTERVAL='10' is not valid"),
+        (
+            {"WEEKLY_REPORT_TIMEZONE": "Europe/Berln"},
+            "WEEKLY_REPORT_TIMEZONE='Europe/Berln' is not valid; expected an IANA time zone",
+        ),
+        ({"CLEANUP_TIMEZONE": "CEST"}, "CLEANUP_TIMEZONE='CEST' is not valid"),
+        ({"RUN_HISTORY_DAYS": "3"}, "RUN_HISTORY_DAYS='3' is not valid"),
+        ({"RUN_HISTORY_DAYS": "forever"}, "RUN_HISTORY_DAYS='forever' is not valid"),
     ],
 )
 def test_bad_configuration_stops_start_up(overrides, message):

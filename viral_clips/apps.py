@@ -9,6 +9,7 @@ class ViralClipsConfig(AppConfig):
     def ready(self) -> None:
         from celery.signals import task_postrun
 
+        from scheduling import history
         from scheduling.ledger import runs_abandoned
         from viral_clips import run_now
         from viral_clips.cleanup.books import mark_cleanup_runs_abandoned
@@ -19,3 +20,5 @@ class ViralClipsConfig(AppConfig):
         runs_abandoned.connect(
             mark_cleanup_runs_abandoned, dispatch_uid="koolclips-cleanup-abandoned"
         )
+        # A cleanup run's counters go with its ledger row when history is pruned.
+        history.follow_runs("viral_clips.CleanupRun", run_field="job_run", age_field="started_at")

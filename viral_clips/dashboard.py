@@ -56,6 +56,8 @@ class Dashboard:
     controls: list[JobControl] = field(default_factory=list)  # pause/stop/run per job
     actions: list[JobAction] = field(default_factory=list)  # the audit trail, newest first
     errors: dict[str, str] = field(default_factory=dict)
+    cleanup_timezone: str = "UTC"  # the zones their schedules are read in
+    report_timezone: str = "UTC"
 
     @property
     def active_run_elapsed_seconds(self) -> float | None:
@@ -119,6 +121,8 @@ def build_dashboard() -> Dashboard:
         cube_interval_seconds=settings.CUBE_STATS_INTERVAL,
         activity=activity,
         errors=errors,
+        cleanup_timezone=cleanup_schedule.timezone,
+        report_timezone=report_schedule.timezone,
     )
     board.scheduler = _attempt(errors, "scheduler", scheduler_status)
     if board.scheduler is not None:

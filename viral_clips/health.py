@@ -82,7 +82,10 @@ def job_lines() -> dict[str, dict]:
     lines = {}
     for job in registry.jobs():
         status = job_status(job, now, stored=False)
-        line: dict = {"schedule": status.schedule_words}
+        line: dict = {"schedule": status.schedule_words, "timezone": status.timezone}
+        if status.next_run_at is not None:  # the same instant in UTC and on the job's clock
+            line["next_run_at"] = status.next_run_at.isoformat()
+            line["next_run_local"] = status.next_run_local.isoformat()
         if job.ledger:
             if status.ledger_error:
                 raise DatabaseError(status.ledger_error)

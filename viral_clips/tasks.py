@@ -29,6 +29,7 @@ class CleanupFailed(Exception):
 @periodic_job(
     entry="scheduled-cloudcube-cleanup",
     schedule_setting="CLEANUP_SCHEDULE",
+    timezone_setting="CLEANUP_TIMEZONE",
     kwargs_settings={"retention_days": "CLEANUP_RETENTION_DAYS"},
     # A dry run or a manual press still going at 02:00 must not cost the
     # night's cleanup: the slot waits for it and then runs.
@@ -83,6 +84,7 @@ def scheduled_cloudcube_cleanup(
 @periodic_job(
     entry="weekly-report",
     schedule_setting="WEEKLY_REPORT_SCHEDULE",
+    timezone_setting="WEEKLY_REPORT_TIMEZONE",
     # Two reports for one week are noise; a report running when the next
     # falls due (every few seconds in tests) just lets that slot go.
     overlap=OVERLAP_SKIP,

@@ -1,15 +1,17 @@
 """Relative times for the dashboard ("12 seconds ago", "in 4 hours, 11 minutes"),
-and `visible` for text from outside (keys, titles, error messages)."""
+a UTC time on a job's own zone (`in_zone`), and `visible` for text from outside
+(keys, titles, error messages)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django import template
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
+from scheduling.status import local_time
 from viral_clips.cleanup import cleanup_scope_labels
 from viral_clips.visible import visible as _visible
 
@@ -37,6 +39,17 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
     if seconds < 60:
         return f"{int(seconds)} second{'s' if int(seconds) != 1 else ''} ago"
     return f"{timesince(value, now)} ago"
+
+
+@register.filter
+def in_zone(value: datetime | None, zone: str | None = None) -> str:
+    """The same instant on a job's own wall clock, '(09:00 CET, Europe/Berlin)',
+    next to a UTC time; nothing for a job on UTC."""
+    if value is None or not zone or zone == "UTC":
+        return ""
+    local = local_time(value, zone)
+    fmt = "%a %Y-%m-%d %H:%M" if local.date() != value.astimezone(UTC).date() else "%H:%M"
+    return f"({local:{fmt}} {local.tzname()}, {zone})"
 
 
 @register.filter

@@ -10,10 +10,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from scheduling.status import scheduler_status
+from scheduling.status import local_time, scheduler_status
 
 
-def _when(moment: datetime | None, now: datetime) -> str:
+def _when(moment: datetime | None, now: datetime, zone: str = "UTC") -> str:
+    """The UTC time and how far off it is; for a job on another zone, its
+    wall-clock time there first."""
     if moment is None:
         return "never"
     seconds = int((moment - now).total_seconds())
@@ -27,6 +29,11 @@ def _when(moment: datetime | None, now: datetime) -> str:
     else:
         amount = f"{span / 86400:.1f} days"
     relative = f"in {amount}" if seconds >= 0 else f"{amount} ago"
+    if zone != "UTC":
+        local = local_time(moment, zone)
+        return (
+            f"{local:%Y-%m-%d %H:%M:%S %Z} ({zone}) = {moment:%Y-%m-%d %H:%M:%S} UTC ({relative})"
+        )
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({relative})"
 
 
@@ -46,7 +53,11 @@ class Command(BaseCommand):
         except RedisError as exc:
             raise CommandError(f"cannot read the scheduler state from Redis: {exc}") from exc
         if json:
-            self.stdout.write(_dumps(asdict(status)))
+            data = asdict(status)
+            for line, entry in zip(data["entries"], status.entries, strict=True):
+                line["next_run_local"] = entry.next_run_local
+                line["last_run_local"] = entry.last_run_local
+            self.stdout.write(_dumps(data))
         else:
             self._describe(status)
         if not status.lock_held:
@@ -79,11 +90,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"  last run: unknown (ledger unavailable: {entry.ledger_error})")
             else:
                 trigger = f" ({entry.last_trigger})" if entry.last_trigger else ""
-                self.stdout.write(f"  last run: {_when(entry.last_run_at, now)}{trigger}")
+                last = _when(entry.last_run_at, now, entry.timezone)
+                self.stdout.write(f"  last run: {last}{trigger}")
                 self.stdout.write(f"  last outcome: {entry.last_status or 'none'}")
             if entry.paused:
                 self.stdout.write(self.style.WARNING(f"  {entry.paused}: its slots are skipped"))
-            self.stdout.write(f"  next run: {_when(entry.next_run_at, now)}")
+            self.stdout.write(f"  next run: {_when(entry.next_run_at, now, entry.timezone)}")
 
 
 def _dumps(data: dict) -> str:
