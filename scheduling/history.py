@@ -17,11 +17,8 @@ per job (every job name in the ledger, registered or not):
 Rows that belong to a run (`follow_runs`: the cleanup's `CleanupRun`, linked by
 `job_run`) go in the same transaction as their run, so none is left pointing at
 nothing; such rows that never had a run are pruned by their own age. Tables
-pruned by age alone, with no exception, are listed in `AGED`.
-
-The audit trail of operator actions is not pruned here (it is younger than the
-retention by definition of what is kept); to prune it by age at the retention,
-add ``("scheduling.JobAction", "created_at")`` to `AGED`.
+pruned by age alone (`prune_by_age`) lose only rows older than the retention:
+the operators' audit trail (`JobAction`) and the cube measurements.
 """
 
 from __future__ import annotations
@@ -44,9 +41,8 @@ Status = JobRun.Status
 # Ids deleted per statement: small enough for SQLite's variable limit and a
 # short lock, large enough that a year of minute runs is a few hundred batches.
 BATCH = 1000
-# Tables pruned by age alone (model label, datetime field). The audit trail is
-# added here at merge if it is to be pruned at all: ("scheduling.JobAction", "created_at").
-AGED: list[tuple[str, str]] = []
+# Tables pruned by age alone (model label, datetime field).
+AGED: list[tuple[str, str]] = [("scheduling.JobAction", "created_at")]
 
 
 @dataclass(frozen=True)
@@ -71,6 +67,18 @@ def follow_runs(label: str, *, run_field: str, age_field: str) -> None:
     follower = Follower(label, run_field, age_field)
     if follower not in _followers:
         _followers.append(follower)
+
+
+def prune_by_age(label: str, age_field: str) -> None:
+    """Declare a table whose rows older than the retention are deleted (from
+    the owning app's `ready()`)."""
+    if (label, age_field) not in AGED:
+        AGED.append((label, age_field))
+
+
+# An operator's Stop order belongs to its run (a raw DELETE of the run would
+# otherwise break its foreign key).
+follow_runs("scheduling.RunStop", run_field="run", age_field="requested_at")
 
 
 @dataclass

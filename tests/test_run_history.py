@@ -11,10 +11,10 @@ import pytest
 from django.utils import timezone
 
 from scheduling import history, registry
-from scheduling.models import JobLease, JobRun
+from scheduling.models import JobAction, JobLease, JobRun, RunStop
 from scheduling.tasks import prune_run_history
 from tests.support.runs import make_run
-from viral_clips.models import CleanupRun
+from viral_clips.models import CleanupRun, CubeMeasurement
 
 Status = JobRun.Status
 CLEANUP = "scheduled-cloudcube-cleanup"
@@ -48,6 +48,10 @@ def test_pruning_removes_old_rows_and_keeps_the_named_ones():
     last_failure = ledger_row(CLEANUP, days(470), Status.FAILED)
     last_success = ledger_row(CLEANUP, days(450), Status.SUCCEEDED)
     gone.append(ledger_row(CLEANUP, days(440), Status.INTERRUPTED))
+    # An operator stopped it: the Stop order goes with its run.
+    RunStop.objects.create(
+        run=gone[-1], requested_at=gone[-1].created_at, requested_by="ops", reason="x"
+    )
     still_running = ledger_row(CLEANUP, days(430), Status.RUNNING)
     recent = [ledger_row(CLEANUP, days(10 - i), Status.INTERRUPTED) for i in range(3)]
     # Their counters: deleted with their ledger rows, kept with them.
@@ -64,6 +68,16 @@ def test_pruning_removes_old_rows_and_keeps_the_named_ones():
     leased = ledger_row(REPORT, days(405), Status.ABANDONED, slot=False)
     JobLease.objects.create(group=REPORT, holder="", run=leased)
 
+    # The audit trail and the cube measurements: by age alone.
+    old_action = JobAction.objects.create(job=CLEANUP, action="pause", actor="ops", reason="old")
+    JobAction.objects.filter(pk=old_action.pk).update(created_at=timezone.now() - days(401))
+    young_action = JobAction.objects.create(job=CLEANUP, action="resume", actor="ops", reason="y")
+    JobAction.objects.filter(pk=young_action.pk).update(created_at=timezone.now() - days(399))
+    for age in (500, 10):
+        CubeMeasurement.objects.create(
+            measured_at=timezone.now() - days(age), object_count=1, total_bytes=1
+        )
+
     report = history.prune(400, batch=2)
 
     kept = {last_failure, last_success, still_running, *recent, latest_slot, leased}
@@ -74,7 +88,15 @@ def test_pruning_removes_old_rows_and_keeps_the_named_ones():
     assert report.batches > len(gone) // 2  # two ids a batch
     assert set(CleanupRun.objects.all()) == {kept_books, orphan_new}
     assert not CleanupRun.objects.filter(pk__in=[b.pk for b in gone_books + [orphan_old]]).exists()
-    assert report.followers_deleted == {"viral_clips.CleanupRun": len(gone_books) + 1}
+    assert report.followers_deleted == {
+        "viral_clips.CleanupRun": len(gone_books) + 1,
+        "scheduling.RunStop": 1,
+        "scheduling.JobAction": 1,
+        "viral_clips.CubeMeasurement": 1,
+    }
+    assert list(JobAction.objects.all()) == [young_action]
+    assert CubeMeasurement.objects.get().measured_at > report.cutoff
+    assert not RunStop.objects.exists()
     # Nothing left pointing at a deleted run.
     assert not CleanupRun.objects.filter(
         job_run__isnull=True, started_at__lt=report.cutoff

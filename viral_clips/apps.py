@@ -22,3 +22,4 @@ class ViralClipsConfig(AppConfig):
         )
         # A cleanup run's counters go with its ledger row when history is pruned.
         history.follow_runs("viral_clips.CleanupRun", run_field="job_run", age_field="started_at")
+        history.prune_by_age("viral_clips.CubeMeasurement", "measured_at")
