@@ -10,13 +10,57 @@ import pytest
 from devstack.redis_server import RedisServer
 from devstack.s3_server import LocalS3Server
 from tests.settings import TEST_BUCKET, TEST_CUBE
+from tests.support import ordering, process_guard
 from tests.support.database import test_database_url
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help="write each test's duration to tests/durations.json (make durations)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    process_guard.install()
+    if config.getoption("--store-durations"):
+        config.pluginmanager.register(ordering.Recorder(), "koolclips-durations")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django's own reordering
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    ordering.sort(items)
+
+
+def _guarded(item: pytest.Item):
+    if item.get_closest_marker("processes"):
+        return (yield)
+    with process_guard.watching(item.nodeid):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    return (yield from _guarded(item))
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    """The suite's own redis-server, on the port tests/settings.py reserved."""
-    server = RedisServer(port=int(os.environ["KOOLCLIPS_TEST_REDIS_PORT"])).start()
+    """The suite's own redis-server, on the port tests/settings.py reserved
+    (one per xdist worker). Started once, so by no test in particular."""
+    with process_guard.allowed():
+        server = RedisServer(port=int(os.environ["KOOLCLIPS_TEST_REDIS_PORT"])).start()
     yield server
     server.stop()
 
