@@ -213,10 +213,10 @@ def run_command(env: dict, *args: str) -> subprocess.Popen:
 
 
 def test_the_command_is_refused_beside_a_scheduled_run_and_sigint_ends_it_interrupted(
-    start_worker, own_redis, cube, worker_env
+    start_worker, own_redis, cube, worker_env, far_cube
 ):
-    seed(cube, 24_000)
-    env = dict(worker_env, REDIS_URL=own_redis.url)
+    seed(cube, 8_000)  # 12 s of listing: the refused command starts well inside it
+    env = dict(worker_env, REDIS_URL=own_redis.url, CLOUDCUBE_URL=far_cube)
 
     # Ctrl-C (or `heroku run` losing its terminal) in the middle of a run.
     command = run_command(env)
@@ -235,7 +235,7 @@ def test_the_command_is_refused_beside_a_scheduled_run_and_sigint_ends_it_interr
     assert JobLease.objects.get(group=CLEANUP.group).holder == ""
 
     # A scheduled run is going: the command is refused and touches nothing.
-    worker = start_worker()
+    worker = start_worker(CLOUDCUBE_URL=far_cube)
     slot = slot_now()
     send_slot(own_redis, slot)
     assert wait_for(
