@@ -20,6 +20,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="write each test's duration to tests/durations.json (make durations)",
     )
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="only the tests that use the test database (CI's PostgreSQL pass)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,8 +33,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ordering.Recorder(), "koolclips-durations")
 
 
+# A test can reach the test database only through these (pytest-django blocks
+# any other access, and processes get its URL from worker_env, which needs
+# transactional_db): the others cannot tell SQLite from PostgreSQL.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
+
+
+def uses_database(item: pytest.Item) -> bool:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(item.get_closest_marker("django_db") or fixtures & DATABASE_FIXTURES)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--database-tests-only"):
+        others = [item for item in items if not uses_database(item)]
+        if others:
+            config.hook.pytest_deselected(items=others)
+            items[:] = [item for item in items if uses_database(item)]
     ordering.sort(items)
 
 
