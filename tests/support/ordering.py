@@ -3,9 +3,10 @@
 A parallel run ends when its last worker does, so a five-minute test picked up
 near the end decides the wall time. Tests marked `processes` go first, longest
 first by the durations recorded in tests/durations.json (a new test that is
-not there yet counts as a long one); in-process tests follow in
-pytest-django's order (plain db tests before transactional ones), filling the
-workers' tails. `make durations` rewrites the file from a full run.
+not there yet counts as a long one); in-process tests follow, in
+pytest-django's groups (plain db tests before transactional ones, then the
+rest) and longest first within each, filling the workers' tails. `make
+durations` rewrites the file from a full run.
 """
 
 from __future__ import annotations
@@ -27,15 +28,24 @@ def load() -> dict[str, float]:
         return {}
 
 
+def _django_group(item: pytest.Item) -> int:
+    """pytest-django's order: 0 plain db tests, 1 transactional ones, 2 no db."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    marker = item.get_closest_marker("django_db")
+    if (marker and marker.kwargs.get("transaction")) or "transactional_db" in fixtures:
+        return 1
+    return 0 if marker or "db" in fixtures else 2
+
+
 def sort(items: list[pytest.Item]) -> None:
-    """Process tests first, longest first; then the rest in the order they
-    came (the sort is stable)."""
+    """Process tests first, longest first; then the rest by pytest-django's
+    groups, longest first within each (the sort is stable: ties keep their order)."""
     known = load()
 
-    def key(item: pytest.Item) -> tuple[int, float]:
+    def key(item: pytest.Item) -> tuple[int, int, float]:
         if item.get_closest_marker("processes"):
-            return (0, -known.get(item.nodeid, UNKNOWN_PROCESS_TEST))
-        return (1, 0.0)
+            return (0, 0, -known.get(item.nodeid, UNKNOWN_PROCESS_TEST))
+        return (1, _django_group(item), -known.get(item.nodeid, 0.0))
 
     items.sort(key=key)
 
