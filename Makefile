@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 DEVSTACK_DIR ?= .devstack
 
-.PHONY: run manage test lint bench-cleanup bench-scheduler soak clean
+.PHONY: run manage test quick durations lint bench-cleanup bench-scheduler soak clean
 
 # The stamp's name is the requirements' checksum: a change renames it, so no
 # timestamp prerequisites (a fresh checkout's mtimes would reinstall for nothing).
@@ -30,8 +30,22 @@ manage: $(STAMP)
 env: $(STAMP)
 	@$(PY) -m devstack.dotenv
 
+# The suite in parallel (pytest-xdist): most process tests wait on I/O rather
+# than compute, so 4 workers beat 2 even on 2 cores (docs/benchmarks.md, "Test
+# suite"). One test at a time to each worker, longest first (tests/durations.json).
+# TEST_WORKERS=0 runs it in this process, e.g. for pdb.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1 $(PYTEST_ARGS)
+
+# The developer's loop: the unit and in-process tests, no process started
+# (two workers: measured no faster with four, and cheaper in CPU).
+quick: $(STAMP)
+	$(PY) -m pytest -n 2 --dist load --maxschedchunk 1 -q -m "not processes and not browser" $(PYTEST_ARGS)
+
+# Rewrites tests/durations.json (the order `make test` hands tests out) from a full run.
+durations: $(STAMP)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1 -q --store-durations $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,13 +10,78 @@ import pytest
 from devstack.redis_server import RedisServer
 from devstack.s3_server import LocalS3Server
 from tests.settings import TEST_BUCKET, TEST_CUBE
+from tests.support import ordering, process_guard
 from tests.support.database import test_database_url
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help="write each test's duration to tests/durations.json (make durations)",
+    )
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="only the tests that use the test database (CI's PostgreSQL pass)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    process_guard.install()
+    if config.getoption("--store-durations"):
+        config.pluginmanager.register(ordering.Recorder(), "koolclips-durations")
+
+
+# A test can reach the test database only through these (pytest-django blocks
+# any other access, and processes get its URL from worker_env, which needs
+# transactional_db): the others cannot tell SQLite from PostgreSQL.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
+
+
+def uses_database(item: pytest.Item) -> bool:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(item.get_closest_marker("django_db") or fixtures & DATABASE_FIXTURES)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django's own reordering
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--database-tests-only"):
+        others = [item for item in items if not uses_database(item)]
+        if others:
+            config.hook.pytest_deselected(items=others)
+            items[:] = [item for item in items if uses_database(item)]
+    ordering.sort(items)
+
+
+def _guarded(item: pytest.Item):
+    if item.get_closest_marker("processes"):
+        return (yield)
+    with process_guard.watching(item.nodeid):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    return (yield from _guarded(item))
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    """The suite's own redis-server, on the port tests/settings.py reserved."""
-    server = RedisServer(port=int(os.environ["KOOLCLIPS_TEST_REDIS_PORT"])).start()
+    """The suite's own redis-server, on the port tests/settings.py reserved
+    (one per xdist worker). Started once, so by no test in particular."""
+    with process_guard.allowed():
+        server = RedisServer(port=int(os.environ["KOOLCLIPS_TEST_REDIS_PORT"])).start()
     yield server
     server.stop()
 

@@ -58,6 +58,7 @@ def make_scheduler(port: int, lock_timeout: int) -> KoolclipsScheduler:
     return KoolclipsScheduler(app=app, max_interval=LOOP)
 
 
+@pytest.mark.processes
 def test_a_blip_shorter_than_the_lock_is_ridden_out(redis_behind_proxy):
     server, proxy = redis_behind_proxy
     scheduler = make_scheduler(proxy.port, lock_timeout=12)
@@ -78,6 +79,7 @@ def test_a_blip_shorter_than_the_lock_is_ridden_out(redis_behind_proxy):
     assert scheduler.lock is not None and scheduler.lock.owned()
 
 
+@pytest.mark.processes
 def test_beat_gives_up_only_when_the_lock_may_have_lapsed(redis_behind_proxy):
     server, proxy = redis_behind_proxy
     scheduler = make_scheduler(proxy.port, lock_timeout=8)
@@ -97,6 +99,7 @@ def test_beat_gives_up_only_when_the_lock_may_have_lapsed(redis_behind_proxy):
     assert scheduler.lock is None  # never released: not known to be ours
 
 
+@pytest.mark.processes
 def test_a_lock_owned_by_another_beat_stops_this_one(redis_behind_proxy):
     server, proxy = redis_behind_proxy
     scheduler = make_scheduler(proxy.port, lock_timeout=12)
@@ -107,6 +110,7 @@ def test_a_lock_owned_by_another_beat_stops_this_one(redis_behind_proxy):
     assert server.client().get(LOCK_KEY) == b"someone-else"
 
 
+@pytest.mark.processes
 def test_redis_down_at_start_is_waited_out_not_scheduled_without_the_lock():
     server = RedisServer()  # not started yet: connections are refused
     scheduler = make_scheduler(server.port, lock_timeout=12)  # needs no Redis

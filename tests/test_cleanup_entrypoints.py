@@ -150,6 +150,7 @@ def test_command_refuses_bad_retention(cube, value):
     assert not CleanupRun.objects.exists()
 
 
+@pytest.mark.processes
 def test_command_shows_a_progress_bar_on_a_terminal(worker_env, cube):
     for i in range(1500):
         cube.put(f"testcube/public/clips/{i:04d}.mp4", age=OLD)

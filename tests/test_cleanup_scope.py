@@ -118,6 +118,7 @@ def test_bad_cleanup_prefixes_are_refused(raw):
         parse_cleanup_prefixes(raw)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("raw", ["", "../x", "/abs", "a,,b", ".."])
 def test_bad_cleanup_prefixes_stop_start_up_and_delete_nothing(worker_env, cube, raw):
     seed_old_cube(cube)
@@ -136,6 +137,7 @@ def test_bad_cleanup_prefixes_stop_start_up_and_delete_nothing(worker_env, cube,
     assert cube.keys() == sorted(CLIPS + NOT_CLIPS)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("raw", ["0", "17"])
 def test_a_bad_deletes_in_flight_stops_start_up(raw):
     from tests.test_settings_startup import run_manage

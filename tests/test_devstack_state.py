@@ -20,6 +20,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.processes
 def test_the_env_file_round_trips_through_a_shell(tmp_path):
     env = {
         "DATABASE_URL": "sqlite:////tmp/a b/local.sqlite3",
@@ -38,6 +39,7 @@ def test_the_env_file_round_trips_through_a_shell(tmp_path):
     assert out.stdout.split("\0")[:-1] == list(expected.values())
 
 
+@pytest.mark.processes
 def test_a_second_process_cannot_take_the_lock_until_the_first_is_gone(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True

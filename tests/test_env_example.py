@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from config.env import Env
 from devstack import run
 from devstack.s3_server import LocalS3Server
@@ -34,6 +36,7 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return values
 
 
+@pytest.mark.processes
 def test_the_settings_load_from_env_example_alone_and_point_at_make_runs_stack():
     values = parse_dotenv(EXAMPLE.read_text())
     # The same readers as config/settings.py, with no error.

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.latency_proxy import S3LatencyProxy
 from devstack.procinfo import parent_of, wait_for
 from devstack.redis_server import RedisServer
 from scheduling.headers import SLOT as SLOT_HEADER
@@ -53,6 +54,19 @@ def start_worker(worker_env, own_redis, tmp_path):
 
     yield start
     dynos.stop_all()
+
+
+@pytest.fixture
+def far_cube(s3_server, cube) -> str:
+    """CLOUDCUBE_URL of the test's cube behind a proxy with a far S3's latency
+    (1.5 s a list page, 1 s a 1,000-key DeleteObjects). A run then lasts many
+    seconds on a few thousand objects while the worker waits rather than
+    computes: tens of thousands at full speed cost the machine ~0.7 s of CPU a
+    page (moto's listing, botocore's parsing), which the parallel suite pays
+    in every other test's time."""
+    proxy = S3LatencyProxy(s3_server.port, list_ms=1500, delete_ms_per_1000=1000).start()
+    yield proxy.cloudcube_url(cube.bucket, cube.name)
+    proxy.stop()
 
 
 def seed(cube, expired: int, fresh: int = 3) -> None:
@@ -101,9 +115,12 @@ def slot_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def test_a_run_longer_than_the_visibility_timeout_executes_once(start_worker, own_redis, cube):
-    seed(cube, 24_000)
+def test_a_run_longer_than_the_visibility_timeout_executes_once(
+    start_worker, own_redis, cube, far_cube
+):
+    seed(cube, 6_000)
     worker = start_worker(
+        CLOUDCUBE_URL=far_cube,
         CELERY_VISIBILITY_TIMEOUT="3",
         CELERY_UNACKED_RESTORE_INTERVAL="1",
         SCHEDULING_DEFER_RETRY_SECONDS="1",
@@ -118,7 +135,7 @@ def test_a_run_longer_than_the_visibility_timeout_executes_once(start_worker, ow
 
     assert done.status == "succeeded" and done.attempt == 1
     [run] = CleanupRun.objects.all()  # one execution, one set of counters
-    assert (run.status, run.files_deleted, run.job_run_id) == ("succeeded", 24_000, done.pk)
+    assert (run.status, run.files_deleted, run.job_run_id) == ("succeeded", 6_000, done.pk)
     assert run.duration_seconds > 3, "the run must outlast the visibility timeout"
     refused = JobRun.objects.filter(slot=slot, status="skipped")
     assert refused.exists(), "the broker did not redeliver: the test proves nothing"
@@ -128,9 +145,11 @@ def test_a_run_longer_than_the_visibility_timeout_executes_once(start_worker, ow
     assert sorted(cube.keys()) == [f"testcube/public/new/{i}.mp4" for i in range(3)]
 
 
-def test_redis_restarted_mid_cleanup_the_run_still_succeeds(start_worker, own_redis, cube):
-    seed(cube, 30_000)
-    worker = start_worker()
+def test_redis_restarted_mid_cleanup_the_run_still_succeeds(
+    start_worker, own_redis, cube, far_cube
+):
+    seed(cube, 10_000)  # 8 pages (12 s) still to list when Redis goes down for 5 s
+    worker = start_worker(CLOUDCUBE_URL=far_cube)
     send_manual(own_redis)
     running = wait_for(lambda: CleanupRun.objects.filter(files_deleted__gte=2000).first(), 120)
     assert running is not None, worker.output()[-4000:]
@@ -147,15 +166,17 @@ def test_redis_restarted_mid_cleanup_the_run_still_succeeds(start_worker, own_re
     )
     assert done is not None, worker.output()[-4000:]
     assert done.status == "succeeded", (done.status, done.detail)
-    assert done.files_deleted == 30_000
+    assert done.files_deleted == 10_000
     assert sorted(cube.keys()) == [f"testcube/public/new/{i}.mp4" for i in range(3)]
     executions = JobRun.objects.filter(job=CLEANUP.entry).exclude(status="skipped")
     assert [r.status for r in executions] == ["succeeded"]
 
 
-def test_a_slot_due_during_a_dry_run_runs_after_it(start_worker, own_redis, cube):
-    seed(cube, 24_000)
-    worker = start_worker(CELERY_WORKER_CONCURRENCY="2", SCHEDULING_DEFER_RETRY_SECONDS="2")
+def test_a_slot_due_during_a_dry_run_runs_after_it(start_worker, own_redis, cube, far_cube):
+    seed(cube, 6_000)  # a 9 s listing
+    worker = start_worker(
+        CLOUDCUBE_URL=far_cube, CELERY_WORKER_CONCURRENCY="2", SCHEDULING_DEFER_RETRY_SECONDS="2"
+    )
     send_manual(own_redis, dry_run=True)
     dry = wait_for(
         lambda: CleanupRun.objects.filter(dry_run=True, objects_scanned__gt=0).first(), 120
@@ -173,8 +194,8 @@ def test_a_slot_due_during_a_dry_run_runs_after_it(start_worker, own_redis, cube
     assert done is not None, worker.output()[-4000:]
     dry.refresh_from_db()
     real = CleanupRun.objects.get(job_run=done)
-    assert (dry.status, dry.files_deleted) == ("succeeded", 24_000)  # counted, not deleted
-    assert (done.status, real.status, real.files_deleted) == ("succeeded", "succeeded", 24_000)
+    assert (dry.status, dry.files_deleted) == ("succeeded", 6_000)  # counted, not deleted
+    assert (done.status, real.status, real.files_deleted) == ("succeeded", "succeeded", 6_000)
     assert real.started_at >= dry.finished_at  # after it, never beside it
     assert JobRun.objects.filter(slot=slot).exclude(status="skipped").count() == 1
     assert sorted(cube.keys()) == [f"testcube/public/new/{i}.mp4" for i in range(3)]
@@ -192,10 +213,10 @@ def run_command(env: dict, *args: str) -> subprocess.Popen:
 
 
 def test_the_command_is_refused_beside_a_scheduled_run_and_sigint_ends_it_interrupted(
-    start_worker, own_redis, cube, worker_env
+    start_worker, own_redis, cube, worker_env, far_cube
 ):
-    seed(cube, 24_000)
-    env = dict(worker_env, REDIS_URL=own_redis.url)
+    seed(cube, 8_000)  # 12 s of listing: the refused command starts well inside it
+    env = dict(worker_env, REDIS_URL=own_redis.url, CLOUDCUBE_URL=far_cube)
 
     # Ctrl-C (or `heroku run` losing its terminal) in the middle of a run.
     command = run_command(env)
@@ -214,7 +235,7 @@ def test_the_command_is_refused_beside_a_scheduled_run_and_sigint_ends_it_interr
     assert JobLease.objects.get(group=CLEANUP.group).holder == ""
 
     # A scheduled run is going: the command is refused and touches nothing.
-    worker = start_worker()
+    worker = start_worker(CLOUDCUBE_URL=far_cube)
     slot = slot_now()
     send_slot(own_redis, slot)
     assert wait_for(

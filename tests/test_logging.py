@@ -31,6 +31,7 @@ def log_a_line(dyno: str | None) -> str:
     return line
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("dyno", [None, ""])
 def test_local_log_lines_start_with_a_timestamp(dyno):
     line = log_a_line(dyno)
@@ -38,6 +39,7 @@ def test_local_log_lines_start_with_a_timestamp(dyno):
     assert line.endswith("WARNING koolclips.probe [MainProcess] hello from the probe")
 
 
+@pytest.mark.processes
 def test_on_a_dyno_the_line_is_as_before():
     line = log_a_line("worker.1")
     assert line == "WARNING koolclips.probe [MainProcess] hello from the probe"

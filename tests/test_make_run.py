@@ -190,7 +190,14 @@ def test_make_run_serves_health_schedules_cleans_and_stops_cleanly(tmp_path):
             assert json.loads(r.read())["status"] == "ok"
 
         # `make manage` runs a command against this stack, with no setup at all.
+        # CLEANUP_SCHEDULE=3s: a scheduled cleanup may be running right now, and
+        # the command then refuses by design ("another run is active"); it is
+        # started again once that run is over.
+        deadline = time.monotonic() + 60
         dry = make_manage(env, "cloudcube_cleanup --dry-run")
+        while "another run is active" in dry.stdout + dry.stderr and time.monotonic() < deadline:
+            time.sleep(0.5)
+            dry = make_manage(env, "cloudcube_cleanup --dry-run")
         assert dry.returncode == 0, dry.stdout + dry.stderr
         assert "Dry run: Would delete 0 files" in dry.stdout
         assert "cube 'localcube'" in dry.stdout

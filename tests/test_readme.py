@@ -60,6 +60,8 @@ COVERED = {
     ),
     "CLEANUP_SCHEDULE=1m make run": lambda: 'CLEANUP_SCHEDULE="3s"' in MAKE_RUN_TEST,
     "make test": lambda: "\nmake test\n" in CI,
+    # The same pytest as `make test`, less the tests marked as starting processes.
+    "make quick": lambda: '-m "not processes and not browser"' in make_recipe("quick"),
     "DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres make test": lambda: (
         'DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres" make test' in CI
     ),

@@ -153,6 +153,7 @@ def test_the_command_is_refused_while_a_cleanup_runs(cube, db, capsys):
     assert row.status == "succeeded" and row.cleanup_runs.get().files_deleted == 1
 
 
+@pytest.mark.processes
 def test_a_fresh_process_configures_celery_before_django_and_builds_every_entry_after():
     """As `celery -A config worker --beat` does: the Celery app configures itself
     before Django's app registry is ready (nothing there may need the jobs), and

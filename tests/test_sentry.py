@@ -90,6 +90,7 @@ def _django_process(env_overrides: dict[str, str], code: str) -> subprocess.Comp
     )
 
 
+@pytest.mark.processes
 def test_sentry_is_off_and_silent_without_dsn():
     code = "import sentry_sdk; print(sentry_sdk.get_client().is_active())"
     for overrides in ({}, {"SENTRY_DSN": ""}):
@@ -97,6 +98,7 @@ def test_sentry_is_off_and_silent_without_dsn():
         assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "False", "")
 
 
+@pytest.mark.processes
 def test_environment_defaults_to_production_and_release_is_the_slug_commit():
     code = (
         "import sentry_sdk; o = sentry_sdk.get_client().options;"
@@ -115,6 +117,7 @@ def test_environment_defaults_to_production_and_release_is_the_slug_commit():
     assert done.stdout.split()[0] == "staging"
 
 
+@pytest.mark.processes
 def test_bad_traces_sample_rate_stops_start_up():
     done = _django_process({"SENTRY_TRACES_SAMPLE_RATE": "2"}, "pass")
     assert done.returncode != 0
@@ -332,6 +335,7 @@ print(pid, status)
 """
 
 
+@pytest.mark.processes
 def test_forked_child_that_closed_its_inherited_connection_still_delivers(collector):
     """The harsh case for a forked process: its parent had a live connection to
     Sentry, and the child closed every inherited descriptor (as the beat child

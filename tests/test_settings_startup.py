@@ -43,12 +43,14 @@ def run_manage(env_overrides: dict[str, str | None], *args: str) -> subprocess.C
     )
 
 
+@pytest.mark.processes
 def test_production_settings_pass_check_deploy():
     result = run_manage({}, "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -93,6 +95,7 @@ def test_bad_configuration_stops_start_up(overrides, message):
     assert message in result.stderr
 
 
+@pytest.mark.processes
 def test_rediss_url_gets_cert_none_for_heroku_redis():
     code = (
         "import ssl; from django.conf import settings as s;"

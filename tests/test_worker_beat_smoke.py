@@ -20,7 +20,10 @@ def test_worker_with_embedded_beat_holds_lock_and_schedules(worker_env, redis_cl
         assert worker.wait_for_output(
             "beat: scheduled-cloudcube-cleanup runs every 2 seconds; next run 20", timeout=10
         ), worker.output()
-        assert "beat: weekly-report runs every Monday at 09:00 UTC; next run 20" in worker.output()
+        # The next line of the same start-up: written a moment later, so waited for too.
+        assert worker.wait_for_output(
+            "beat: weekly-report runs every Monday at 09:00 UTC; next run 20", timeout=10
+        ), worker.output()
         assert worker.wait_for_output("Sending due task scheduled-cloudcube-cleanup", timeout=20), (
             worker.output()
         )
