@@ -86,6 +86,7 @@ EXPECTED_LINES = {
     "schedule:weekly-report",
     "schedule:refresh-cube-stats",
     "schedule:worker-canary",
+    "schedule:prune-run-history",
     "sentry",
     "mail_admins",
     "smtp",
