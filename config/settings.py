@@ -312,6 +312,8 @@ RUN_HISTORY_PRUNE_SCHEDULE = env.schedule("RUN_HISTORY_PRUNE_SCHEDULE", "40 3 * 
 RUN_HISTORY_PRUNE_TIMEZONE = env.timezone("RUN_HISTORY_PRUNE_TIMEZONE", "UTC")
 
 CELERY_BROKER_URL = REDIS_URL
+# kombu's Redis transport, but a refused ack frees its prefetch slot (scheduling/broker.py).
+CELERY_BROKER_TRANSPORT = "scheduling.broker:Transport"
 CELERY_BROKER_USE_SSL = REDIS_SSL_OPTIONS
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True  # outcomes live in CleanupRun rows, not a result backend
