@@ -11,14 +11,9 @@ from django.contrib import admin
 from scheduling.models import JobAction
 
 
-@admin.register(JobAction)
-class JobActionAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "actor", "action", "job", "reason", "run", "detail")
-    list_filter = ("action", "job")
-    search_fields = ("actor", "reason")
-    date_hierarchy = "created_at"
-    fields = ("created_at", "actor", "action", "job", "reason", "run", "task_id", "detail")
-    readonly_fields = fields
+class AuditRecordAdmin(admin.ModelAdmin):
+    """Viewed, never added, edited or deleted in the admin (superusers included:
+    no Save buttons, no delete page, no "delete selected")."""
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -28,3 +23,13 @@ class JobActionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(JobAction)
+class JobActionAdmin(AuditRecordAdmin):
+    list_display = ("created_at", "actor", "action", "job", "reason", "run", "detail")
+    list_filter = ("action", "job")
+    search_fields = ("actor", "reason")
+    date_hierarchy = "created_at"
+    fields = ("created_at", "actor", "action", "job", "reason", "run", "task_id", "detail")
+    readonly_fields = fields

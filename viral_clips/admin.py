@@ -9,6 +9,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
+from scheduling.admin import AuditRecordAdmin
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.uploads import ALLOWED_WORDS, EXTENSIONS, check_upload
 from viral_clips.visible import describe_hidden, has_hidden, visible
@@ -133,7 +134,7 @@ class ClipAdmin(NarrowScreens, admin.ModelAdmin):
 
 
 @admin.register(CleanupRun)
-class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
+class CleanupRunAdmin(NarrowScreens, AuditRecordAdmin):
     # Few columns, so the list fits 1280 px beside the filters; the rest is on the run's page.
     list_display = (
         "id",
@@ -187,17 +188,7 @@ class CleanupRunAdmin(NarrowScreens, admin.ModelAdmin):
     shown_host = visible_field("host", "Host")
     shown_task_id = visible_field("task_id", "Task id")
 
-    # The record is written by the cleanup only: view, never edit (no Save
-    # buttons), and never delete: runs are the audit trail. Nobody deletes one
-    # by hand, superusers included (no delete page, no "delete selected").
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    # The record is written by the cleanup only; runs are the audit trail.
 
     @admin.display(description="Started (UTC)", ordering="started_at")
     def started(self, obj: CleanupRun) -> str:
