@@ -550,11 +550,15 @@ LOGGING = {
             "datefmt": "%Y-%m-%d %H:%M:%S%z",
         },
     },
+    "filters": {
+        "shutdown_requeue": {"()": "scheduling.shutdown.ShutdownRequeueFilter"},
+    },
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "heroku",
+            "filters": ["shutdown_requeue"],
         },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},

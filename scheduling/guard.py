@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery.exceptions import Reject
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
@@ -95,7 +94,7 @@ def guarded(job: Job) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                     }
                 outcome.interrupt()
                 logger.warning("%s interrupted by shutdown; re-queued (%s)", job.entry, exc)
-                raise Reject(str(exc), requeue=True) from exc
+                raise shutdown.ShutdownRequeue(str(exc)) from exc
             except LeaseLost as exc:
                 logger.warning("%s: stopped, another execution holds it (%s)", job.entry, exc)
                 return {"status": Status.SKIPPED, "reason": f"superseded: {exc}"}

@@ -11,12 +11,15 @@ way the cleanup stops after its current batch and the task re-queues itself
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from celery.exceptions import Reject
 
 # Created at import, in the worker's main process, before the pool forks.
 _worker_stopping = multiprocessing.get_context("fork").Event()
@@ -32,6 +35,26 @@ class StopRequested(Exception):
     its lease and, in a worker, re-queues the message (Reject(requeue=True)) so
     the redelivery resumes it.
     """
+
+
+class ShutdownRequeue(Reject):
+    """The guard's re-queue of a run stopped by a shutdown."""
+
+    # Both arguments: a prefork child pickles it to the parent as (reason, requeue).
+    def __init__(self, reason: str | None = None, requeue: bool = True) -> None:
+        super().__init__(reason, requeue=requeue)
+
+
+class ShutdownRequeueFilter(logging.Filter):
+    """Celery logs every Reject at WARNING with its traceback. A re-queue on
+    shutdown is routine on Heroku (every restart mid-run), and the guard has
+    logged it in one line: drop the traceback, keep Celery's line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ShutdownRequeue):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def request_stop() -> None:
