@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -17,9 +18,9 @@ from scheduling.claim import Refusal, claim
 from scheduling.execution import Execution
 from scheduling.models import JobAction, JobPause, JobRun, RunStop
 from tests.support.broker import queued_messages
-from tests.support.jobs import CLEANUP, WEEKLY_REPORT, operators_group
-from viral_clips.models import CleanupRun
-from viral_clips.tasks import scheduled_cloudcube_cleanup
+from tests.support.jobs import CLEANUP, CUBE_STATS, WEEKLY_REPORT, operators_group
+from viral_clips.models import CleanupRun, CubeMeasurement
+from viral_clips.tasks import refresh_cube_stats, scheduled_cloudcube_cleanup, send_weekly_report
 
 pytestmark = pytest.mark.django_db
 OLD = timedelta(days=30)
@@ -225,3 +226,54 @@ def test_the_audit_trail_is_shown_and_read_only_in_the_admin(admin_client, make_
     board = make_user("looker", operator=False).get("/").content.decode()
     assert f'id="action-{action.pk}"' in board and "look &lt;b&gt;here&lt;/b&gt;" in board
     assert f'id="paused-{ENTRY}"' in board  # the pause is said at the top
+
+
+def test_run_now_of_the_report_and_the_measurement_runs_through_the_guard_as_manual(
+    make_user, cube, redis_client, settings, mailoutbox
+):
+    settings.ADMINS = [("ops", "ops@example.com")]
+    cube.put("testcube/public/clips/a.mp4", b"12345")
+    operator = make_user("operator", operator=True)
+    for job in (WEEKLY_REPORT, CUBE_STATS):
+        assert operator.post(f"/jobs/{job.entry}/run/", {"reason": "again"}).status_code == 302
+    queued = _by_task(queued_messages(redis_client))
+    assert set(queued) == {WEEKLY_REPORT.task, CUBE_STATS.task}
+    for job, task in ((WEEKLY_REPORT, send_weekly_report), (CUBE_STATS, refresh_cube_stats)):
+        message = queued[job.task]
+        kwargs = {k: v for k, v in message.items() if k not in ("task", "id")}
+        task.apply(kwargs=kwargs, task_id=message["id"]).get()
+        run = JobRun.objects.get(job=job.entry)
+        assert (run.trigger, run.status, run.slot, run.task_id) == (
+            "manual",
+            "succeeded",
+            None,
+            message["id"],
+        )
+        action = JobAction.objects.get(job=job.entry)
+        assert (action.action, action.actor, action.reason) == ("run", "operator", "again")
+    assert [m.to for m in mailoutbox] == [["ops@example.com"]]
+    assert CubeMeasurement.objects.get().object_count == 1
+
+
+@pytest.mark.parametrize(
+    ("codename", "allowed"),
+    [("run_job", {"run"}), ("pause_job", {"pause", "resume"}), ("stop_job", {"stop"})],
+)
+def test_each_permission_opens_only_its_own_buttons(
+    codename, allowed, django_user_model, redis_client
+):
+    user = django_user_model.objects.create_user("one", password="pw-9-long", is_staff=True)
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="scheduling", codename=codename)
+    )
+    client = Client()
+    client.force_login(user)
+    entry = WEEKLY_REPORT.entry
+    codes = {
+        "stop": client.post(f"/jobs/{entry}/stop/", {"confirm": "1", "reason": "why"}).status_code,
+        "pause": client.post(f"/jobs/{entry}/pause/", {"reason": "why"}).status_code,
+        "resume": client.post(f"/jobs/{entry}/resume/", {"reason": "why"}).status_code,
+        "run": client.post(f"/jobs/{entry}/run/", {"reason": "why"}).status_code,
+    }
+    assert {action for action, code in codes.items() if code != 403} == allowed
+    assert {a.action for a in JobAction.objects.all()} <= allowed
