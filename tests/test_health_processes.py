@@ -21,12 +21,11 @@ import urllib.request
 
 import pytest
 
-from devstack.ports import free_port
 from devstack.procinfo import wait_for
 from tests.settings import TEST_BUCKET, TEST_CUBE
 from tests.support.broker import queued_messages
 from tests.support.counting_proxy import CountingProxy
-from tests.support.processes import ProcfileProcess
+from tests.support.processes import ProcfileProcess, start_web
 from tests.support.tcp_proxy import BlackholeProxy
 
 pytestmark = pytest.mark.processes
@@ -45,25 +44,6 @@ def get_health(port: int, timeout: float = 10) -> tuple[int, dict, float]:
     return status, json.loads(raw), time.monotonic() - started
 
 
-def start_web(env: dict[str, str], log) -> tuple[ProcfileProcess, int]:
-    """The Procfile's web line (two gunicorn workers), once it answers."""
-    port = free_port()
-    web = ProcfileProcess("web", dict(env, PORT=str(port), WEB_CONCURRENCY="2"), log).start()
-
-    def answers() -> bool:
-        try:
-            # Not /health/: the first health request is part of what is measured.
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5)  # noqa: S310
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return False
-        return True
-
-    assert wait_for(answers, timeout=60, step=0.3), web.output()
-    return web, port
-
-
 def test_a_flood_of_200_requests_costs_at_most_one_s3_call_per_cache_interval(
     worker_env, redis_client, cube, s3_server, tmp_path
 ):
@@ -74,7 +54,7 @@ def test_a_flood_of_200_requests_costs_at_most_one_s3_call_per_cache_interval(
             HEALTH_CACHE_SECONDS=str(interval),
             CLOUDCUBE_URL=s3_proxy.url(f"/{TEST_BUCKET}/{TEST_CUBE}"),
         )
-        web, port = start_web(env, tmp_path / "web.log")
+        web, port = start_web(env, tmp_path / "web.log", workers=2)
         try:
             go = threading.Barrier(200)
             answers: list[tuple[int, dict, float]] = []
@@ -109,7 +89,7 @@ def test_503_within_2_s_while_redis_is_black_holed(worker_env, redis_client, cub
         HEALTH_CACHE_SECONDS="1",
         REDIS_URL=f"redis://{proxy.url_host_port}/0",
     )
-    web, port = start_web(env, tmp_path / "web.log")
+    web, port = start_web(env, tmp_path / "web.log", workers=2)
     try:
         status, body, _ = get_health(port)
         assert body["checks"]["redis"] == {"ok": True}, body  # through the proxy

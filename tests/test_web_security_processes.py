@@ -23,28 +23,11 @@ import pytest
 from devstack.ports import free_port
 from devstack.procfile import procfile_command
 from devstack.procinfo import wait_for
-from tests.support.processes import ProcfileProcess, venv_path_env
+from tests.support.processes import ProcfileProcess, start_web, venv_path_env
 
 pytestmark = pytest.mark.processes
 ROOT = Path(__file__).resolve().parent.parent
 HEALTH_TOKEN = "token-for-the-process-test-0123456789abcdef"
-
-
-def start_web(env: dict[str, str], log: Path) -> tuple[ProcfileProcess, int]:
-    port = free_port()
-    web = ProcfileProcess("web", dict(env, PORT=str(port), WEB_CONCURRENCY="1"), log).start()
-
-    def answers() -> bool:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5)  # noqa: S310
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return False
-        return True
-
-    assert wait_for(answers, timeout=60, step=0.3), web.output()
-    return web, port
 
 
 def raw_request(port: int, request: bytes) -> bytes:

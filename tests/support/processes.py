@@ -7,10 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from devstack.lifetime import die_with_parent
+from devstack.ports import free_port
 from devstack.procfile import procfile_command
+from devstack.procinfo import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,3 +117,25 @@ class WorkerDynos:
     def stop_all(self) -> None:
         for worker in self.started:
             worker.stop()
+
+
+def start_web(env: dict[str, str], log: Path, *, workers: int = 1) -> tuple[ProcfileProcess, int]:
+    """The Procfile's web line on a free port, once gunicorn answers.
+
+    It asks /admin/login/, not /health/: some tests measure the first health request.
+    """
+    port = free_port()
+    web = ProcfileProcess("web", dict(env, PORT=str(port), WEB_CONCURRENCY=str(workers)), log)
+    web.start()
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5)  # noqa: S310
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    assert wait_for(answers, timeout=60, step=0.3), web.output()
+    return web, port
