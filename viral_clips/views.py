@@ -82,17 +82,18 @@ def staff_required(view: Callable) -> Callable:
     return wrapped
 
 
-def permission_required(permission: str) -> Callable:
-    """After staff_required: the user must hold `permission` (superusers do), else 403."""
+def operator_action(permission: str) -> Callable:
+    """An operator's POST: never cached, CSRF-checked, staff only, and the user must
+    hold `permission` (superusers do), else 403."""
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def allowed(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if not request.user.has_perm(permission):
                 raise PermissionDenied(f"You need the permission {permission}.")
             return view(request, *args, **kwargs)
 
-        return wrapped
+        return never_cache(require_POST(csrf_protect(staff_required(allowed))))
 
     return decorate
 
@@ -128,11 +129,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "viral_clips/dashboard.html", context)
 
 
-@never_cache
-@require_POST
-@csrf_protect
-@staff_required
-@permission_required(controls.PERM_RUN)
+@operator_action(controls.PERM_RUN)
 def run_now(request: HttpRequest) -> HttpResponse:
     """The cleanup's Run now / Dry run, with an operator-chosen retention."""
     mode = request.POST.get("mode")
@@ -193,11 +190,7 @@ def _actor(request: HttpRequest) -> str:
     return request.user.get_username()
 
 
-@never_cache
-@require_POST
-@csrf_protect
-@staff_required
-@permission_required(controls.PERM_RUN)
+@operator_action(controls.PERM_RUN)
 def run_job(request: HttpRequest, entry: str) -> HttpResponse:
     """Run now for a job other than the cleanup (which has its own page)."""
     job = _job(entry)
@@ -225,31 +218,19 @@ def _toggle(request: HttpRequest, entry: str, act: Callable, done: str) -> HttpR
     return redirect("dashboard")
 
 
-@never_cache
-@require_POST
-@csrf_protect
-@staff_required
-@permission_required(controls.PERM_PAUSE)
+@operator_action(controls.PERM_PAUSE)
 def pause_job(request: HttpRequest, entry: str) -> HttpResponse:
     return _toggle(request, entry, controls.pause, "paused: its next slots are skipped")
 
 
-@never_cache
-@require_POST
-@csrf_protect
-@staff_required
-@permission_required(controls.PERM_PAUSE)
+@operator_action(controls.PERM_PAUSE)
 def resume_job(request: HttpRequest, entry: str) -> HttpResponse:
     return _toggle(
         request, entry, controls.resume, "resumed: the next slot runs, missed ones do not"
     )
 
 
-@never_cache
-@require_POST
-@csrf_protect
-@staff_required
-@permission_required(controls.PERM_STOP)
+@operator_action(controls.PERM_STOP)
 def stop_job(request: HttpRequest, entry: str) -> HttpResponse:
     """Stop the job's running run, after a confirmation page that asks why."""
     job = _job(entry)
