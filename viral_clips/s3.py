@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import threading
 from datetime import datetime
-from xml.sax.saxutils import unescape
+from xml.sax.saxutils import escape, unescape
 
 import boto3
+import botocore.handlers
 import botocore.session
 from botocore.config import Config
 from botocore.parsers import ResponseParserFactory, RestXMLParser
-from botocore.utils import parse_timestamp
+from botocore.utils import parse_timestamp, percent_encode
 from django.conf import settings
 
 _session: boto3.session.Session | None = None
@@ -116,6 +117,115 @@ class _FastListParser(RestXMLParser):
         ]
 
 
+_DELETE_NS = b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+
+
+class _FastDeleteSerializer:
+    """botocore's serializer (and its parameter validation), with DeleteObjects of
+    plain keys written by hand.
+
+    botocore builds an ElementTree of the request, after validating every
+    parameter against the model: about 20 ms of CPU a 1,000-key request, the
+    most expensive part of a cleanup's delete. The common shape (Bucket,
+    Delete={"Objects": [{"Key": str}...], "Quiet": bool}, nothing else) gives
+    exactly the request botocore would (tests/test_s3_list_parser.py compares
+    them); anything else (version ids, an expected bucket owner, a bad
+    parameter) goes to botocore's serializer and validation as before.
+    Checksums, signing, endpoints and retries are botocore's in both cases.
+    """
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def serialize_to_request(self, parameters, operation_model):
+        if operation_model.name == "DeleteObjects":
+            fast = _delete_request(parameters, operation_model.http)
+            if fast is not None:
+                return fast
+        return self._inner.serialize_to_request(parameters, operation_model)
+
+
+def _delete_request(parameters, http: dict) -> dict | None:
+    """DeleteObjects' request dict for `http` (the operation model's, which botocore
+    rewrites once the bucket goes into the endpoint), or None for botocore."""
+    bucket, delete = parameters.get("Bucket"), parameters.get("Delete")
+    if (
+        len(parameters) != 2
+        or not isinstance(bucket, str)
+        or not bucket
+        or not isinstance(delete, dict)
+        or not set(delete) <= {"Objects", "Quiet"}
+        or not isinstance(delete.get("Objects"), list)
+        or not isinstance(delete.get("Quiet", False), bool)
+    ):
+        return None
+    parts = [_DELETE_NS]
+    for obj in delete["Objects"]:
+        key = obj.get("Key") if isinstance(obj, dict) and len(obj) == 1 else None
+        if not isinstance(key, str):
+            return None
+        parts.append(b"<Object><Key>%s</Key></Object>" % escape(key).encode())
+    if "Quiet" in delete:
+        parts.append(b"<Quiet>true</Quiet>" if delete["Quiet"] else b"<Quiet>false</Quiet>")
+    parts.append(b"</Delete>")
+    bucket = percent_encode(bucket)
+    request = {
+        "url_path": http["requestUri"].replace("{Bucket}", bucket),
+        "query_string": {},
+        "method": http["method"],
+        "headers": {},
+        "body": b"".join(parts),
+    }
+    if "authPath" in http:
+        request["auth_path"] = http["authPath"].replace("{Bucket}", bucket)
+    return request
+
+
+_XML_DECLARATION = re.compile(rb"\s*(?:<\?xml[^>]*\?>\s*)?<([A-Za-z_][\w.:-]*)")
+
+
+def _looks_like_200_error(status_code: int, body: bytes) -> bool:
+    """What botocore's check of S3's 200 answers decides, without parsing the body.
+
+    S3 may answer 200 with an <Error> body, or a 200 whose body was cut off;
+    botocore parses every such body whole with ElementTree to find out (at a
+    1,000-key list page, a quarter of a listing's CPU). An <Error> root, or a
+    body that does not end with its root's closing tag, is an error here too.
+    """
+    if status_code != 200 or not body:
+        return False
+    root = _XML_DECLARATION.match(body)
+    if root is None:
+        return True
+    name = root.group(1)
+    if name == b"Error":
+        return True
+    tail = body.rstrip()
+    return not (tail.endswith(b"</" + name + b">") or tail.endswith(b"/>"))
+
+
+def _handle_200_error(operation_model, response_dict, **kwargs):
+    """botocore.handlers._handle_200_error, with `_looks_like_200_error`."""
+    if not botocore.handlers._should_handle_200_error(operation_model, response_dict):
+        return
+    if _looks_like_200_error(response_dict["status_code"], response_dict["body"]):
+        response_dict["status_code"] = 500
+
+
+def _speed_up(client):
+    """The fast DeleteObjects serializer and 200-error check on one client."""
+    serializer = getattr(client, "_serializer", None)
+    if serializer is not None and not isinstance(serializer, _FastDeleteSerializer):
+        client._serializer = _FastDeleteSerializer(serializer)
+    events = client.meta.events
+    events.unregister("before-parse.s3.*", botocore.handlers._handle_200_error)
+    events.register_first("before-parse.s3.*", _handle_200_error)
+    return client
+
+
 class _ParserFactory(ResponseParserFactory):
     def create_parser(self, protocol_name):
         if protocol_name == "rest-xml":
@@ -147,7 +257,7 @@ def cloudcube_client(
     """
     cube = settings.CLOUDCUBE
     with _session_lock:
-        return _boto3_session().client(
+        client = _boto3_session().client(
             "s3",
             endpoint_url=cube.endpoint_url,
             region_name=cube.region,
@@ -164,3 +274,4 @@ def cloudcube_client(
                 ),
             ),
         )
+    return _speed_up(client)

@@ -1,0 +1,113 @@
+"""The cube client's fast paths (viral_clips/s3.py) give botocore's own results.
+
+DeleteObjects of plain keys is serialized by hand and S3's 200-with-an-error
+check reads only the body's ends; both must decide exactly what botocore does,
+and the keys they delete must be the keys asked for, odd names included.
+"""
+
+import botocore.handlers
+import botocore.session
+import pytest
+from django.conf import settings
+
+from viral_clips.s3 import _delete_request, _looks_like_200_error, cloudcube_client
+
+ODD = [
+    "clips/a&b <c>.mp4",
+    "clips/ünï cödé 🎬.mp4",
+    "clips/quote\"'.mp4",
+    "clips/tab\t%41+.mp4",
+    "clips/&#13;literal&amp;.mp4",
+    "clips/2026/01/</Key><Key>forged.mp4",
+    "clips/]]>cdata.mp4",
+]
+
+
+def _botocore_serializer():
+    client = botocore.session.get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    return client._serializer, client.meta.service_model.operation_model("DeleteObjects")
+
+
+@pytest.mark.parametrize("endpoint_bucket", [False, True])
+@pytest.mark.parametrize("quiet", [True, False, None])
+@pytest.mark.parametrize("bucket", ["bucket", "my.bucket-1"])
+def test_delete_request_is_botocores(quiet, bucket, endpoint_bucket):
+    serializer, model = _botocore_serializer()
+    if endpoint_bucket:  # what botocore does to the model on the first call
+        botocore.handlers.remove_bucket_from_url_paths_from_model(None, model, {})
+    delete = {"Objects": [{"Key": key} for key in ODD]}
+    if quiet is not None:
+        delete["Quiet"] = quiet
+    params = {"Bucket": bucket, "Delete": delete}
+    assert _delete_request(params, model.http) == serializer.serialize_to_request(params, model)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"Bucket": "b", "Delete": {"Objects": [{"Key": "k", "VersionId": "v"}]}},
+        {"Bucket": "b", "Delete": {"Objects": [{"Key": "k"}]}, "ExpectedBucketOwner": "1"},
+        {"Bucket": "b", "Delete": {"Objects": [{"Key": 1}]}},
+        {"Bucket": "b", "Delete": {"Objects": [{"Key": "k"}], "Quiet": "yes"}},
+        {"Bucket": "b", "Delete": {"Objects": "k"}},
+        {"Bucket": "", "Delete": {"Objects": [{"Key": "k"}]}},
+    ],
+)
+def test_other_delete_requests_go_to_botocore(params):
+    assert _delete_request(params, {"requestUri": "/{Bucket}?delete", "method": "POST"}) is None
+
+
+LIST_PAGE = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com'
+    b'/doc/2006-03-01/"><Name>b</Name><Contents><Key>a</Key></Contents>'
+    b"<IsTruncated>false</IsTruncated></ListBucketResult>"
+)
+ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, LIST_PAGE),
+        (200, LIST_PAGE + b"\n"),
+        (200, LIST_PAGE[:-40]),  # cut off in transit
+        (200, LIST_PAGE[:30]),
+        (200, ERROR),
+        (200, ERROR.split(b"\n", 1)[1]),  # no declaration
+        (200, b'<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>'),
+        (200, b"<DeleteResult></DeleteResult>"),
+        (200, b""),
+        (200, b"not xml"),
+        (500, ERROR),
+    ],
+)
+def test_200_error_check_is_botocores(status, body):
+    assert _looks_like_200_error(status, body) == botocore.handlers._looks_like_special_case_error(
+        status, body
+    )
+
+
+@pytest.mark.django_db
+def test_odd_keys_are_deleted_exactly(cube):
+    """Against the local S3 server: the hand-made request deletes what it names."""
+    client = cloudcube_client()
+    bucket, prefix = settings.CLOUDCUBE.bucket, f"{settings.CLOUDCUBE.cube}/"
+    keep = prefix + "clips/a&b <c>.mp4.keep"
+    for key in [*ODD, keep[len(prefix) :]]:
+        client.put_object(Bucket=bucket, Key=prefix + key, Body=b"x")
+    answer = client.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": prefix + key} for key in ODD], "Quiet": False}
+    )
+    assert sorted(d["Key"] for d in answer["Deleted"]) == sorted(prefix + key for key in ODD)
+    assert answer.get("Errors", []) == []
+    left = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    assert [o["Key"] for o in left["Contents"]] == [keep]
