@@ -1,16 +1,25 @@
 """The cube client's fast paths (viral_clips/s3.py) give botocore's own results.
 
-DeleteObjects of plain keys is serialized by hand and S3's 200-with-an-error
-check reads only the body's ends; both must decide exactly what botocore does,
-and the keys they delete must be the keys asked for, odd names included.
+DeleteObjects of plain keys is serialized by hand, S3's 200-with-an-error
+check reads only the body's ends, and a list page's fields outside its
+<Contents> are found without a pass over the blocks: each must decide exactly
+what botocore does, and the keys deleted must be the keys asked for, odd
+names included.
 """
 
 import botocore.handlers
 import botocore.session
 import pytest
+from botocore.parsers import RestXMLParser
 from django.conf import settings
 
-from viral_clips.s3 import _delete_request, _looks_like_200_error, cloudcube_client
+from viral_clips.s3 import (
+    _delete_request,
+    _FastListParser,
+    _looks_like_200_error,
+    cloudcube_client,
+    fast_timestamp,
+)
 
 ODD = [
     "clips/a&b <c>.mp4",
@@ -111,3 +120,54 @@ def test_odd_keys_are_deleted_exactly(cube):
     assert answer.get("Errors", []) == []
     left = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
     assert [o["Key"] for o in left["Contents"]] == [keep]
+
+
+def _page(blocks: list[bytes], head: bytes = b"", between: bytes = b"", tail: bytes = b"") -> bytes:
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com'
+        b'/doc/2006-03-01/"><Name>b</Name><Prefix>c/</Prefix><KeyCount>3</KeyCount>'
+        b"<MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>" + head + between.join(blocks)
+        + tail + b"</ListBucketResult>"
+    )  # fmt: skip
+
+
+def _block(key: bytes, extra: bytes = b"", after: bytes = b"") -> bytes:
+    return (
+        b"<Contents><Key>" + key + b"</Key><LastModified>2026-11-25T10:00:00.000Z</LastModified>"
+        b"<ETag>&quot;abc&quot;</ETag>" + extra + b"<Size>7</Size>" + after
+        + b"<StorageClass>STANDARD</StorageClass></Contents>"
+    )  # fmt: skip
+
+
+TOKEN = b"<NextContinuationToken>dG9rZW4=</NextContinuationToken>"
+PREFIXES = b"<CommonPrefixes><Prefix>c/d/</Prefix></CommonPrefixes>"
+OWNER = b"<Owner><ID>x</ID><DisplayName>y</DisplayName></Owner>"
+CHECKSUM = b"<ChecksumAlgorithm>CRC32</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType>"
+BLOCKS = [_block(b"c/a&amp;b"), _block(b"c/%3CContents%3E", CHECKSUM), _block(b"c/z", b"", OWNER)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _page(BLOCKS, head=TOKEN),  # S3's own layout
+        _page(BLOCKS, tail=PREFIXES + TOKEN),
+        _page(BLOCKS, between=b"\n  ", tail=b"\n"),  # pretty-printed
+        _page(BLOCKS[:1] + [TOKEN] + BLOCKS[1:]),  # a field between the blocks
+        _page(BLOCKS[:2] + [PREFIXES] + BLOCKS[2:]),
+        _page([_block(b"c/q", b"<Odd><Nested>1</Nested></Odd>")], head=TOKEN),
+        _page([]),
+        _page([], tail=PREFIXES),
+    ],
+)
+def test_list_pages_parse_as_botocore_does(body):
+    session = botocore.session.get_session()
+    shape = session.get_service_model("s3").operation_model("ListObjectsV2").output_shape
+    response = {"body": body, "headers": {}, "status_code": 200}
+    ours = _FastListParser(timestamp_parser=fast_timestamp).parse(response, shape)
+    theirs = RestXMLParser(timestamp_parser=fast_timestamp).parse(dict(response), shape)
+    fields = ("Key", "LastModified", "Size")
+    assert [{f: o[f] for f in fields} for o in ours.get("Contents", [])] == [
+        {f: o[f] for f in fields} for o in theirs.get("Contents", [])
+    ]
+    for name in ("CommonPrefixes", "IsTruncated", "NextContinuationToken", "KeyCount", "Prefix"):
+        assert ours.get(name) == theirs.get(name), name

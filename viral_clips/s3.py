@@ -40,11 +40,13 @@ _CONTENTS = re.compile(rb"<Contents>(.*?)</Contents>", re.DOTALL)
 _COMMON_PREFIX = re.compile(rb"<CommonPrefixes>\s*<Prefix>([^<]*)</Prefix>\s*</CommonPrefixes>")
 _FIELD = re.compile(rb"<(\w+)>([^<]*)</\1>")
 # S3's order: Key, LastModified, ETag, (ChecksumAlgorithm...), Size, StorageClass.
+# Between LastModified and Size only flat elements (ETag, checksums) are skipped:
+# element by element, never past the block's end.
 _CONTENTS_IN_ORDER = re.compile(
     rb"<Contents><Key>([^<]*)</Key><LastModified>([^<]*)</LastModified>"
-    rb"(?:(?!</Contents>).)*?<Size>(\d+)</Size>",
-    re.DOTALL,
+    rb"(?:<[A-Za-z]+>[^<]*</[A-Za-z]+>)*?<Size>(\d+)</Size>"
 )
+_OPEN, _CLOSE = b"<Contents>", b"</Contents>"
 _ENTITIES = {"&quot;": '"', "&apos;": "'"}
 _OBJECT_FIELDS = {"Key", "LastModified", "Size", "ETag", "StorageClass"}
 _INT_FIELDS = {"Size", "KeyCount", "MaxKeys"}
@@ -53,6 +55,22 @@ _INT_FIELDS = {"Size", "KeyCount", "MaxKeys"}
 def _text(raw: bytes) -> str:
     text = raw.decode()
     return unescape(text, _ENTITIES) if "&" in text else text
+
+
+def _outside_contents(body: bytes) -> bytes:
+    """The body without its <Contents> blocks.
+
+    When the blocks follow each other with nothing between them (S3's own
+    output), that is what comes before the first and after the last: cut in
+    two slices instead of a regular-expression pass over the whole page.
+    """
+    count = body.count(_OPEN)
+    if not count:
+        return body
+    first, last = body.find(_OPEN), body.rfind(_CLOSE) + len(_CLOSE)
+    if body.count(_CLOSE) == count and body.count(_CLOSE + _OPEN, first, last) == count - 1:
+        return body[:first] + body[last:]
+    return _CONTENTS.sub(b"", body)
 
 
 class _FastListParser(RestXMLParser):
@@ -90,10 +108,11 @@ class _FastListParser(RestXMLParser):
             contents.append(obj)
         if contents:
             final_parsed["Contents"] = contents
-        prefixes = [{"Prefix": _text(raw)} for raw in _COMMON_PREFIX.findall(body)]
+        rest = _outside_contents(body)
+        prefixes = [{"Prefix": _text(raw)} for raw in _COMMON_PREFIX.findall(rest)]
         if prefixes:
             final_parsed["CommonPrefixes"] = prefixes
-        head = _COMMON_PREFIX.sub(b"", _CONTENTS.sub(b"", body))
+        head = _COMMON_PREFIX.sub(b"", rest) if prefixes else rest
         for name, raw in _FIELD.findall(head):
             name = name.decode()
             if name == "IsTruncated":
