@@ -137,6 +137,7 @@ class _FastListParser(RestXMLParser):
 
 
 _DELETE_NS = b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+_KEY_SEP = "</Key></Object><Object><Key>"
 
 
 class _FastDeleteSerializer:
@@ -181,12 +182,18 @@ def _delete_request(parameters, http: dict) -> dict | None:
         or not isinstance(delete.get("Quiet", False), bool)
     ):
         return None
-    parts = [_DELETE_NS]
+    keys = []
     for obj in delete["Objects"]:
-        key = obj.get("Key") if isinstance(obj, dict) and len(obj) == 1 else None
-        if not isinstance(key, str):
+        key = obj.get("Key") if type(obj) is dict and len(obj) == 1 else None
+        if type(key) is not str:
             return None
-        parts.append(b"<Object><Key>%s</Key></Object>" % escape(key).encode())
+        keys.append(key)
+    parts = [_DELETE_NS]
+    if keys:
+        text = "\n".join(keys)
+        if "&" in text or "<" in text or ">" in text:
+            keys = [escape(key) for key in keys]
+        parts.append(b"<Object><Key>%s</Key></Object>" % _KEY_SEP.join(keys).encode())
     if "Quiet" in delete:
         parts.append(b"<Quiet>true</Quiet>" if delete["Quiet"] else b"<Quiet>false</Quiet>")
     parts.append(b"</Delete>")

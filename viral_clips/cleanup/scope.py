@@ -260,6 +260,9 @@ class ParallelListing:
         hold: Callable[[str], bool] | None = None,
         idle: Callable[[], float | None] | None = None,
     ) -> Iterator[tuple[str, list[Listed] | None]]:
+        # botocore loads the paginators' model on first use: once, here, not
+        # once by every lister at the same time.
+        self.client.can_paginate("list_objects_v2")
         futures = [self.pool.submit(self._list, chain, after) for chain, after in self.chains]
         left = len(self.chains)
         held: dict[str, threading.Semaphore] = {}  # listers waiting for their folders
