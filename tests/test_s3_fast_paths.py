@@ -19,6 +19,7 @@ from viral_clips.s3 import (
     _looks_like_200_error,
     cloudcube_client,
     fast_timestamp,
+    listed_objects,
 )
 
 ODD = [
@@ -171,3 +172,25 @@ def test_list_pages_parse_as_botocore_does(body):
     ]
     for name in ("CommonPrefixes", "IsTruncated", "NextContinuationToken", "KeyCount", "Prefix"):
         assert ours.get(name) == theirs.get(name), name
+    # The cleanup's compact client: the same objects as (key, size, LastModified).
+    compact = _FastListParser(timestamp_parser=fast_timestamp)
+    compact.compact = True
+    short = compact.parse(dict(response), shape)
+    assert "Contents" not in short
+    assert short["Listed"] == listed_objects(theirs)
+    for name in ("CommonPrefixes", "IsTruncated", "NextContinuationToken", "KeyCount", "Prefix"):
+        assert short.get(name) == theirs.get(name), name
+
+
+@pytest.mark.django_db
+def test_compact_client_lists_odd_keys_exactly(cube):
+    client = cloudcube_client(compact_listing=True)
+    bucket, prefix = settings.CLOUDCUBE.bucket, f"{settings.CLOUDCUBE.cube}/"
+    for key in ODD:
+        client.put_object(Bucket=bucket, Key=prefix + key, Body=b"x")
+    listed = []
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{prefix}clips/", PaginationConfig={"PageSize": 2}
+    ):
+        listed += [(key, size) for key, size, _ in listed_objects(page)]
+    assert sorted(listed) == sorted((prefix + key, 1) for key in ODD)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from datetime import datetime
+from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape, unescape
 
 import boto3
@@ -34,6 +35,16 @@ def fast_timestamp(value):
         if parsed is not None and parsed.tzinfo is not None:
             return parsed
     return parse_timestamp(value)
+
+
+_S3_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
+
+
+def _utc_stamp(value: str) -> datetime:
+    """`fast_timestamp` for a string: S3's own form parsed directly, anything else by it."""
+    if _S3_STAMP.fullmatch(value):
+        return datetime.fromisoformat(value)
+    return fast_timestamp(value)
 
 
 _CONTENTS = re.compile(rb"<Contents>(.*?)</Contents>", re.DOTALL)
@@ -73,6 +84,15 @@ def _outside_contents(body: bytes) -> bytes:
     return _CONTENTS.sub(b"", body)
 
 
+def _url_decoded(listed: list[tuple], parsed: dict) -> list[tuple]:
+    """Keys as botocore's decode_list_object_v2 gives them: botocore asks for
+    EncodingType=url itself, and decodes Contents' keys when S3 says it encoded
+    them; "Listed" is not Contents, so it is decoded here the same way."""
+    if parsed.get("EncodingType") != "url":
+        return listed
+    return [(unquote_plus(key), size, when) for key, size, when in listed]
+
+
 class _FastListParser(RestXMLParser):
     """botocore's rest-xml parser, with ListObjectsV2's body read by regular expressions.
 
@@ -84,10 +104,18 @@ class _FastListParser(RestXMLParser):
     other operation go through botocore as before.
     """
 
+    compact = False  # Contents as "Listed": (key, size, LastModified) tuples
+
     def _parse_payload(self, response, shape, member_shapes, final_parsed):
         if shape.name != "ListObjectsV2Output":
             return super()._parse_payload(response, shape, member_shapes, final_parsed)
         body = response["body"]
+        if self.compact:
+            listed = self._listed_fast(body)
+            if listed is not None:
+                self._list_fields(body, member_shapes, final_parsed)
+                final_parsed["Listed"] = _url_decoded(listed, final_parsed)
+                return
         contents = self._contents_fast(body)
         slow = contents is None
         contents = contents or []
@@ -106,8 +134,15 @@ class _FastListParser(RestXMLParser):
                 if name in item:
                     obj[name] = _text(item[name])
             contents.append(obj)
-        if contents:
+        if contents and not self.compact:
             final_parsed["Contents"] = contents
+        self._list_fields(body, member_shapes, final_parsed)
+        if self.compact:
+            listed = [(obj["Key"], obj.get("Size", 0), obj.get("LastModified")) for obj in contents]
+            final_parsed["Listed"] = _url_decoded(listed, final_parsed)
+
+    def _list_fields(self, body: bytes, member_shapes, final_parsed) -> None:
+        """The page's fields other than its objects."""
         rest = _outside_contents(body)
         prefixes = [{"Prefix": _text(raw)} for raw in _COMMON_PREFIX.findall(rest)]
         if prefixes:
@@ -122,6 +157,19 @@ class _FastListParser(RestXMLParser):
             elif name in member_shapes:
                 final_parsed[name] = _text(raw)
         final_parsed.setdefault("IsTruncated", False)
+
+    def _listed_fast(self, body: bytes) -> list[tuple] | None:
+        """(key, size, LastModified) of every <Contents>, as `_contents_fast` reads them."""
+        found = _CONTENTS_IN_ORDER.findall(body)
+        if len(found) != body.count(b"<Contents>"):
+            return None
+        stamp = self._timestamp_parser
+        if stamp is fast_timestamp:
+            stamp = _utc_stamp
+        return [
+            (key.decode() if b"&" not in key else _text(key), int(size), stamp(when.decode()))
+            for key, when, size in found
+        ]
 
     def _contents_fast(self, body: bytes) -> list[dict] | None:
         """Key, LastModified and Size of every <Contents> in S3's own element order
@@ -253,10 +301,27 @@ def _speed_up(client):
 
 
 class _ParserFactory(ResponseParserFactory):
+    def __init__(self, compact: bool = False):
+        super().__init__()
+        self.compact = compact
+
     def create_parser(self, protocol_name):
         if protocol_name == "rest-xml":
-            return _FastListParser(**self._defaults)
+            parser = _FastListParser(**self._defaults)
+            parser.compact = self.compact
+            return parser
         return super().create_parser(protocol_name)
+
+
+def listed_objects(page: dict) -> list[tuple]:
+    """A ListObjectsV2 page's objects as (key, size, LastModified): a compact
+    client's "Listed", or any client's "Contents"."""
+    listed = page.get("Listed")
+    if listed is not None:
+        return listed
+    return [
+        (obj["Key"], obj.get("Size", 0), obj["LastModified"]) for obj in page.get("Contents", ())
+    ]
 
 
 def _boto3_session() -> boto3.session.Session:
@@ -271,9 +336,18 @@ def _boto3_session() -> boto3.session.Session:
 
 
 def cloudcube_client(
-    *, connect_timeout: float = 5, read_timeout: float = 30, max_attempts: int = 5
+    *,
+    connect_timeout: float = 5,
+    read_timeout: float = 30,
+    max_attempts: int = 5,
+    compact_listing: bool = False,
 ):
     """An S3 client for the cube's bucket (thread-safe once made).
+
+    With `compact_listing`, its ListObjectsV2 pages hold "Listed", a list of
+    (key, size, LastModified) tuples, instead of "Contents" dicts (read them
+    with `listed_objects`): the cleanup's listing, a million keys, makes
+    neither the dicts nor the tuples from them.
 
     Retries use botocore's `standard` mode, set explicitly: it retries
     throttling (SlowDown/503) and transient errors with backoff; the cleanup's
@@ -300,4 +374,9 @@ def cloudcube_client(
                 ),
             ),
         )
-    return _speed_up(client)
+    client = _speed_up(client)
+    if compact_listing:
+        factory = _ParserFactory(compact=True)
+        factory.set_parser_defaults(timestamp_parser=fast_timestamp)
+        client._endpoint._response_parser_factory = factory
+    return client

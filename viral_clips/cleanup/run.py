@@ -129,7 +129,7 @@ def run_cleanup(
         raise ValueError(f"unknown trigger {trigger!r}; one of {CleanupRun.Trigger.values}")
     context = context or Standalone()
     scopes = cleanup_scopes()
-    client = s3.cloudcube_client()
+    client = s3.cloudcube_client(compact_listing=True)
     cube = settings.CLOUDCUBE
     job_run = context.run
     run = db_retry(

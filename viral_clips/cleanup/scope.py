@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from viral_clips.models import Clip
+from viral_clips.s3 import listed_objects
 
 S3_MAX_KEYS_PER_PAGE = 1000  # ListObjectsV2 returns at most this many keys a page
 
@@ -95,13 +96,9 @@ def list_pages(
         **extra,
     )
     for page in pages:
-        yield [
-            (obj["Key"], obj.get("Size", 0), obj["LastModified"])
-            for obj in page.get("Contents", ())
-            # The prefix already guarantees this; a server that ignores it
-            # must not make us touch what is outside the scope.
-            if obj["Key"].startswith(prefix)
-        ]
+        # The prefix already guarantees this; a server that ignores it
+        # must not make us touch what is outside the scope.
+        yield [item for item in listed_objects(page) if item[0].startswith(prefix)]
 
 
 @dataclass
@@ -137,11 +134,7 @@ def folder_end(folder: str) -> str:
 
 def _first_page(client, bucket: str, scope: str) -> tuple[list[Listed], bool]:
     page = client.list_objects_v2(Bucket=bucket, Prefix=scope, MaxKeys=S3_MAX_KEYS_PER_PAGE)
-    keys = [
-        (obj["Key"], obj.get("Size", 0), obj["LastModified"])
-        for obj in page.get("Contents", ())
-        if obj["Key"].startswith(scope)
-    ]
+    keys = [item for item in listed_objects(page) if item[0].startswith(scope)]
     return keys, not page.get("IsTruncated")
 
 
@@ -152,11 +145,7 @@ def _split(client, bucket: str, prefix: str) -> Level | None:
     )
     if page.get("IsTruncated"):
         return None
-    direct = [
-        (obj["Key"], obj.get("Size", 0), obj["LastModified"])
-        for obj in page.get("Contents", ())
-        if obj["Key"].startswith(prefix)
-    ]
+    direct = [item for item in listed_objects(page) if item[0].startswith(prefix)]
     folders = sorted(
         p["Prefix"]
         for p in page.get("CommonPrefixes", ())
