@@ -14,10 +14,12 @@ from botocore.parsers import RestXMLParser
 from django.conf import settings
 
 from viral_clips.s3 import (
+    KeyObjects,
     _delete_request,
     _FastListParser,
     _looks_like_200_error,
     cloudcube_client,
+    delete_objects_param,
     fast_timestamp,
     listed_objects,
 )
@@ -56,6 +58,18 @@ def test_delete_request_is_botocores(quiet, bucket, endpoint_bucket):
         delete["Quiet"] = quiet
     params = {"Bucket": bucket, "Delete": delete}
     assert _delete_request(params, model.http) == serializer.serialize_to_request(params, model)
+
+
+def test_plain_keys_give_the_same_request():
+    _, model = _botocore_serializer()
+    as_dicts = {"Bucket": "b", "Delete": {"Objects": [{"Key": k} for k in ODD], "Quiet": True}}
+    as_keys = {"Bucket": "b", "Delete": {"Objects": KeyObjects(ODD), "Quiet": True}}
+    assert _delete_request(as_keys, model.http) == _delete_request(as_dicts, model.http)
+    with pytest.raises(ValueError, match="KeyObjects"):
+        _delete_request({"Bucket": "b", "Delete": {"Objects": KeyObjects([1])}}, model.http)
+    # Only a client with the fast serializer gets plain keys; another one gets dicts.
+    plain = botocore.session.get_session().create_client("s3", region_name="us-east-1")
+    assert delete_objects_param(plain, ["k"]) == [{"Key": "k"}]
 
 
 @pytest.mark.parametrize(

@@ -216,6 +216,23 @@ class _FastDeleteSerializer:
         return self._inner.serialize_to_request(parameters, operation_model)
 
 
+class KeyObjects(list):
+    """DeleteObjects' Objects as plain keys (str), for a client made here.
+
+    [{"Key": key}, ...] for 1,000 keys is 1,000 dicts held for the whole
+    request (half a second at S3's latency, 48 requests in flight): with this,
+    the fast serializer reads the keys themselves. Only for clients whose
+    serializer is `_FastDeleteSerializer` (see `delete_objects_param`).
+    """
+
+
+def delete_objects_param(client, keys: list[str]) -> list:
+    """The Objects parameter of a DeleteObjects of `keys` for this client."""
+    if isinstance(getattr(client, "_serializer", None), _FastDeleteSerializer):
+        return KeyObjects(keys)
+    return [{"Key": key} for key in keys]
+
+
 def _delete_request(parameters, http: dict) -> dict | None:
     """DeleteObjects' request dict for `http` (the operation model's, which botocore
     rewrites once the bucket goes into the endpoint), or None for botocore."""
@@ -230,12 +247,18 @@ def _delete_request(parameters, http: dict) -> dict | None:
         or not isinstance(delete.get("Quiet", False), bool)
     ):
         return None
-    keys = []
-    for obj in delete["Objects"]:
-        key = obj.get("Key") if type(obj) is dict and len(obj) == 1 else None
-        if type(key) is not str:
-            return None
-        keys.append(key)
+    objects = delete["Objects"]
+    if type(objects) is KeyObjects:
+        if not objects or not all(type(key) is str for key in objects):
+            raise ValueError("KeyObjects holds 1 to 1,000 keys, each a str")
+        keys = objects
+    else:
+        keys = []
+        for obj in objects:
+            key = obj.get("Key") if type(obj) is dict and len(obj) == 1 else None
+            if type(key) is not str:
+                return None
+            keys.append(key)
     parts = [_DELETE_NS]
     if keys:
         text = "\n".join(keys)

@@ -39,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from viral_clips.cleanup.books import Books
 from viral_clips.cleanup.errors import CleanupInterrupted
 from viral_clips.cleanup.scope import storage_prefix
+from viral_clips.s3 import delete_objects_param
 
 logger = logging.getLogger(__name__)
 
@@ -445,7 +446,7 @@ class DeletePipeline:
         try:
             response = self.client.delete_objects(
                 Bucket=self.bucket,
-                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+                Delete={"Objects": delete_objects_param(self.client, keys), "Quiet": True},
             )
             return response.get("Errors", []), False
         except (ClientError, BotoCoreError) as exc:
