@@ -343,8 +343,7 @@ class DeletePipeline:
                 for pacer, cost in pacers:
                     pacer.take(cost)
                 future = self._pool.submit(self._delete, items)
-                if self.wake is not None:
-                    future.add_done_callback(lambda _: self.wake())
+                future.add_done_callback(self._woken)
                 self.in_flight.append(_InFlight(batch, future))
         self.check_stop()
 
@@ -438,6 +437,12 @@ class DeletePipeline:
             self._saved = now
             self.books.save()
         self.progress(report.objects_scanned, report.files_deleted)
+
+    def _woken(self, _future: Future) -> None:
+        """A batch ended (on its pool thread): wake the listing, if one waits."""
+        wake = self.wake  # None once listing ended: the drain waits on the futures
+        if wake is not None:
+            wake()
 
     # -- pool threads ---------------------------------------------------------
     def _delete(self, batch: list[Expired]) -> tuple[list[dict], bool]:
