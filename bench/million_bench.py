@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -168,11 +169,20 @@ PROJECT_WRAPPER = (
 
 
 # --- the parent ----------------------------------------------------------
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_measured(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict:
-    """Run a child; its wall time seen from here (process start included), its output."""
+    """Run a child; its wall time seen from here (process start included), its output,
+    its CPU seconds and this process's (the S3 stub's) meanwhile."""
     started = time.perf_counter()
+    children, own = cpu_seconds(resource.RUSAGE_CHILDREN), cpu_seconds(resource.RUSAGE_SELF)
     done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     return {
+        "cpu": cpu_seconds(resource.RUSAGE_CHILDREN) - children,
+        "stub_cpu": cpu_seconds(resource.RUSAGE_SELF) - own,
         "wall": time.perf_counter() - started,
         "returncode": done.returncode,
         "stdout": done.stdout,
@@ -180,10 +190,12 @@ def run_measured(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict
     }
 
 
-def project_run(env: dict[str, str], root: Path = ROOT) -> dict:
+def project_run(env: dict[str, str], root: Path = ROOT, profile: list[str] | None = None) -> dict:
+    """The cleanup's process; `profile` is a command put before it (a sampling profiler)."""
     done = run_measured(
-        [sys.executable, "-c", PROJECT_WRAPPER, "cloudcube_cleanup", "--retention-days",
-         str(RETENTION_DAYS)], dict(env, PYTHONPATH=f"{root}:{ROOT}"), cwd=root,
+        [*(profile or []), sys.executable, "-c", PROJECT_WRAPPER, "cloudcube_cleanup",
+         "--retention-days", str(RETENTION_DAYS)], dict(env, PYTHONPATH=f"{root}:{ROOT}"),
+        cwd=root,
     )  # fmt: skip
     if done["returncode"] != 0:
         raise SystemExit(f"cloudcube_cleanup failed:\n{done['stderr'][-3000:]}")
@@ -226,9 +238,9 @@ def expected_requests(n: int) -> tuple[int, int]:
     return chains + math.ceil(expired / 1000), math.ceil(n / 1000) + math.ceil(expired / 1000)
 
 
-def contender(name, root, n, env, stub, workdir, now, floor) -> dict:
+def contender(name, root, n, env, stub, workdir, now, floor, profile=None) -> dict:
     stub.reset_counts()
-    done = project_run(env, root)
+    done = project_run(env, root, profile)
     requests = dict(stub.requests)
     left = stub.count(BUCKET, f"{CUBE}/")
     assert stub.count(BUCKET, f"{OTHER_CUBE}/") == OTHER_OBJECTS, "sibling touched!"
@@ -238,6 +250,8 @@ def contender(name, root, n, env, stub, workdir, now, floor) -> dict:
         "name": name,
         "n": n,
         "wall": done["wall"],
+        "cpu": done["cpu"],
+        "stub_cpu": done["stub_cpu"],
         "ratio": done["wall"] / floor,
         "requests": sum(requests.values()) - requests.get("HeadBucket", 0),
         "requests_by_op": requests,
@@ -271,6 +285,11 @@ def main() -> None:
     parser.add_argument("--burst", type=float, default=1.0, help="s of S3's rate a bucket holds")
     parser.add_argument("--baseline", type=Path, help="another checkout's cleanup, same model")
     parser.add_argument("--no-dashboard", action="store_true")
+    parser.add_argument(
+        "--profile",
+        help="a command put before this checkout's cleanup, e.g. 'py-spy record -r 50 -f raw"
+        " -o /tmp/cleanup.txt --'",
+    )
     args = parser.parse_args()
 
     from bench.s3_stub import S3Stub
@@ -335,7 +354,8 @@ def main() -> None:
             flush=True,
         )
         for name, root in contenders:
-            row = contender(name, root, n, env, stub, workdir, now, floor)
+            profile = args.profile.split() if args.profile and root == ROOT else None
+            row = contender(name, root, n, env, stub, workdir, now, floor, profile)
             row.update(floor=floor, exact=exact, flat=flat)
             rows.append(row)
             print(
@@ -344,7 +364,8 @@ def main() -> None:
                 f" {row['slowdowns']} SlowDown; {row['status']}, {row['errors']} errors,"
                 f" {row['left_expired']} expired keys left; keys/s per month"
                 f" {row['rate_min']:.0f}/{row['rate_median']:.0f}/{row['rate_max']:.0f}"
-                f" (min/median/max, limit {WRITE_RATE:.0f}); peak RSS {row['rss']:.1f} MB",
+                f" (min/median/max, limit {WRITE_RATE:.0f}); peak RSS {row['rss']:.1f} MB;"
+                f" CPU s: cleanup {row['cpu']:.1f}, S3 stub {row['stub_cpu']:.1f}",
                 flush=True,
             )
         if not args.no_dashboard:

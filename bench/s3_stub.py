@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import re
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -37,7 +38,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, unescape
 
 from devstack.s3_throttle import READ, SLOWDOWN_BODY, WRITE, S3Throttle
 
@@ -49,17 +50,34 @@ def s3_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
+def contents_xml(key: str, size: int, stamp: str) -> str:
+    """One object's <Contents> in a list page, in S3's element order."""
+    return (
+        f"<Contents><Key>{escape(key)}</Key><LastModified>{stamp}</LastModified>"
+        f'<ETag>"stub"</ETag><Size>{size}</Size><StorageClass>STANDARD</StorageClass>'
+        "</Contents>"
+    )
+
+
 class Bucket:
+    """Keys in order, and each object's (size, LastModified, <Contents> XML).
+
+    The XML is written when an object is stored (seed, put), never while a
+    page is served: a list page costs the stub a join, so its own CPU (on the
+    same machine as the client it serves) stays small beside the client's.
+    """
+
     def __init__(self) -> None:
         self.keys: list[str] = []  # sorted; may hold tombstones (keys not in objects)
-        self.objects: dict[str, tuple[int, str]] = {}  # key -> (size, LastModified as S3 says)
+        # key -> (size, LastModified as S3 says, its <Contents> XML)
+        self.objects: dict[str, tuple[int, str, str]] = {}
 
     def put(self, key: str, size: int, last_modified: str) -> None:
         if key not in self.objects:
             i = bisect.bisect_left(self.keys, key)
             if i == len(self.keys) or self.keys[i] != key:
                 self.keys.insert(i, key)
-        self.objects[key] = (size, last_modified)
+        self.objects[key] = (size, last_modified, contents_xml(key, size, last_modified))
 
     def _live_under(self, folder: str, start: int) -> bool:
         keys, objects = self.keys, self.objects
@@ -77,7 +95,7 @@ class Bucket:
         if after and after.endswith(delimiter) and after.startswith(prefix):
             # Resuming after a common prefix: skip everything under it.
             i = bisect.bisect_left(keys, after[:-1] + chr(ord(delimiter) + 1))
-        found: list[tuple[str, int, str]] = []
+        found: list[tuple[str, int, str, str]] = []
         prefixes: list[str] = []
         last = None
         while i < len(keys):
@@ -106,7 +124,7 @@ class Bucket:
     def page(self, prefix: str, after: str | None, max_keys: int):
         keys, objects = self.keys, self.objects
         i = bisect.bisect_right(keys, after) if after else bisect.bisect_left(keys, prefix)
-        found: list[tuple[str, int, str]] = []
+        found: list[tuple[str, int, str, str]] = []
         n = len(keys)
         while i < n and len(found) < max_keys:
             key = keys[i]
@@ -172,7 +190,7 @@ class S3Stub:
             stamp = stamps.get(when)
             if stamp is None:
                 stamp = stamps[when] = s3_time(when)
-            objects[key] = (size, stamp)
+            objects[key] = (size, stamp, contents_xml(key, size, stamp))
         fresh = Bucket()
         fresh.objects = objects
         fresh.keys = sorted(objects)
@@ -311,7 +329,7 @@ class S3Stub:
                     found = bucket.objects.get(key) if bucket else None
                 if found is None:
                     return self._error(404, "NoSuchKey", "The specified key does not exist")
-                size, stamp = found
+                size, stamp, _ = found
                 when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.000Z")
                 headers = {
                     "ETag": '"stub"',
@@ -366,12 +384,7 @@ class S3Stub:
                 if truncated:
                     last = base64.urlsafe_b64encode(last.encode()).decode()
                     parts.append(f"<NextContinuationToken>{last}</NextContinuationToken>")
-                parts.extend(
-                    f"<Contents><Key>{escape(key)}</Key><LastModified>{stamp}</LastModified>"
-                    f'<ETag>"stub"</ETag><Size>{size}</Size><StorageClass>STANDARD</StorageClass>'
-                    "</Contents>"
-                    for key, size, stamp in found
-                )
+                parts.extend(xml for _, _, _, xml in found)
                 parts.extend(
                     f"<CommonPrefixes><Prefix>{escape(p)}</Prefix></CommonPrefixes>"
                     for p in prefixes
@@ -381,19 +394,10 @@ class S3Stub:
 
             def _delete(self, name: str, data: bytes) -> None:
                 stub.requests["DeleteObjects"] += 1
-                try:
-                    root = ET.fromstring(data)  # noqa: S314 - the bench client, on localhost
-                except ET.ParseError:
+                parsed = _delete_body(data)
+                if parsed is None:
                     return self._error(400, "MalformedXML", "not XML")
-                local = lambda tag: tag.rsplit("}", 1)[-1]  # noqa: E731
-                keys, quiet = [], False
-                for child in root:
-                    if local(child.tag) == "Object":
-                        for field in child:
-                            if local(field.tag) == "Key":
-                                keys.append(field.text or "")
-                    elif local(child.tag) == "Quiet":
-                        quiet = (child.text or "").strip().lower() == "true"
+                keys, quiet = parsed
                 if not keys or len(keys) > MAX_KEYS:
                     return self._error(400, "MalformedXML", f"{len(keys)} keys (1 to 1000)")
                 if stub.throttle is not None and not stub.throttle.admit(WRITE, keys):
@@ -414,6 +418,45 @@ class S3Stub:
                 self._send(200, "".join(parts).encode())
 
         return Handler
+
+
+_PLAIN_DELETE = re.compile(
+    rb"\s*(?:<\?xml[^>]*\?>\s*)?<Delete(?: xmlns=\"[^\"]*\")?>"
+    rb"((?:<Object><Key>[^<]*</Key></Object>)*)"
+    rb"(?:<Quiet>(true|false)</Quiet>)?</Delete>\s*"
+)
+_KEY_TEXT = re.compile(rb"<Key>([^<]*)</Key>")
+
+
+def _delete_body(data: bytes) -> tuple[list[str], bool] | None:
+    """(keys, quiet) of a DeleteObjects body, None if it is not XML.
+
+    A body of plain <Object><Key> elements (what the cleanup sends) is read
+    by a regular expression, and its five entities decoded; anything else
+    (other elements, character references, CDATA, whitespace) by ElementTree.
+    """
+    plain = _PLAIN_DELETE.fullmatch(data) if b"&#" not in data else None
+    if plain is not None:
+        keys = [_unescape(raw.decode()) for raw in _KEY_TEXT.findall(plain.group(1))]
+        return keys, plain.group(2) == b"true"
+    try:
+        root = ET.fromstring(data)  # noqa: S314 - the bench client, on localhost
+    except ET.ParseError:
+        return None
+    local = lambda tag: tag.rsplit("}", 1)[-1]  # noqa: E731
+    keys, quiet = [], False
+    for child in root:
+        if local(child.tag) == "Object":
+            for field in child:
+                if local(field.tag) == "Key":
+                    keys.append(field.text or "")
+        elif local(child.tag) == "Quiet":
+            quiet = (child.text or "").strip().lower() == "true"
+    return keys, quiet
+
+
+def _unescape(text: str) -> str:
+    return unescape(text, {"&quot;": '"', "&apos;": "'"}) if "&" in text else text
 
 
 def _decode_aws_chunked(data: bytes) -> bytes:

@@ -12,7 +12,7 @@ back at the head of its folder's queue after a jittered backoff: botocore is
 told not to retry throttling itself (its retry budget would turn a SlowDown
 storm into failed keys and a `partial` run), so a throttled key is never
 given up, only delayed. The leftovers of every folder (under 1,000 each) are
-sent together at the end, so the batches are ceil(E/1000) plus re-sends.
+sent together once listing ends, so the batches are ceil(E/1000) plus re-sends.
 
 Threads: only DeleteObjects runs on the pool's threads (boto3 clients are
 thread-safe). Every database query stays on the calling thread, so there is one
@@ -39,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from viral_clips.cleanup.books import Books
 from viral_clips.cleanup.errors import CleanupInterrupted
 from viral_clips.cleanup.scope import storage_prefix
+from viral_clips.s3 import delete_objects_param
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ class DeletePipeline:
         self.stopping = False
         self._pool: ThreadPoolExecutor | None = None
         self._handler_id = f"koolclips-cleanup-throttle-{id(self)}"
+        self.wake: Callable[[], None] | None = None  # called from a pool thread when a batch ends
 
     def __enter__(self) -> DeletePipeline:
         if not self.dry_run:
@@ -215,7 +217,10 @@ class DeletePipeline:
             )
 
     # -- the calling thread ------------------------------------------------
-    def add(self, expired: list[Expired]) -> None:
+    def add(self, expired: list[Expired], wait: bool = True) -> None:
+        """Queue expired keys; with `wait`, return only once no folder has more
+        than READY_PER_PARTITION batches formed (without, the caller holds back
+        the listing of the folders that do: `backlogged`)."""
         folder, pending = None, []
         for item in expired:
             key = item[0]
@@ -229,14 +234,30 @@ class DeletePipeline:
                 pending = self.pending[folder] = []
         self._pump(block=False)
         # Listing waits while a folder has enough batches formed: memory stays flat.
-        while any(len(q) > READY_PER_PARTITION for q in self.ready.values()):
+        while wait and any(len(q) > READY_PER_PARTITION for q in self.ready.values()):
             self._pump(block=True)
+
+    def backlogged(self, prefix: str) -> bool:
+        """Whether a folder under `prefix` has more than READY_PER_PARTITION batches
+        formed: its listing must wait for its deletes."""
+        return any(
+            len(waiting) > READY_PER_PARTITION
+            for folder, waiting in self.ready.items()
+            if folder.startswith(prefix)
+        )
+
+    def idle(self) -> float | None:
+        """Account for finished batches and send what may go; how long until
+        something else may go without a batch finishing (None: only then)."""
+        self._reap(block=False)
+        next_at = self._dispatch()
+        return None if next_at is None else max(0.0, next_at - time.monotonic())
 
     def flush(self) -> None:
         """Send the leftovers (folders' remainders together) and everything queued, to the end."""
-        # The full batches first, to the end: the leftovers go last, in order.
-        while self.in_flight or any(self.ready.values()):
-            self._pump(block=True)
+        # The leftovers queue behind their first folder's full batches and go
+        # as soon as their folders' pacing lets them: not after every full
+        # batch has come back (that was one more round trip at the end).
         rest = [item for folder in sorted(self.pending) for item in self.pending[folder]]
         self.pending.clear()
         for start in range(0, len(rest), S3_MAX_KEYS_PER_DELETE):
@@ -322,6 +343,7 @@ class DeletePipeline:
                 for pacer, cost in pacers:
                     pacer.take(cost)
                 future = self._pool.submit(self._delete, items)
+                future.add_done_callback(self._woken)
                 self.in_flight.append(_InFlight(batch, future))
         self.check_stop()
 
@@ -416,6 +438,12 @@ class DeletePipeline:
             self.books.save()
         self.progress(report.objects_scanned, report.files_deleted)
 
+    def _woken(self, _future: Future) -> None:
+        """A batch ended (on its pool thread): wake the listing, if one waits."""
+        wake = self.wake  # None once listing ended: the drain waits on the futures
+        if wake is not None:
+            wake()
+
     # -- pool threads ---------------------------------------------------------
     def _delete(self, batch: list[Expired]) -> tuple[list[dict], bool]:
         """One DeleteObjects request; no database here. Returns (errors, throttled)."""
@@ -423,7 +451,7 @@ class DeletePipeline:
         try:
             response = self.client.delete_objects(
                 Bucket=self.bucket,
-                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+                Delete={"Objects": delete_objects_param(self.client, keys), "Quiet": True},
             )
             return response.get("Errors", []), False
         except (ClientError, BotoCoreError) as exc:

@@ -129,7 +129,7 @@ def run_cleanup(
         raise ValueError(f"unknown trigger {trigger!r}; one of {CleanupRun.Trigger.values}")
     context = context or Standalone()
     scopes = cleanup_scopes()
-    client = s3.cloudcube_client()
+    client = s3.cloudcube_client(compact_listing=True)
     cube = settings.CLOUDCUBE
     job_run = context.run
     run = db_retry(
@@ -230,12 +230,12 @@ def _scan(
     sp = storage_prefix()
     concurrency = settings.CLEANUP_LIST_CONCURRENCY
 
-    def take(page: list[Listed]) -> None:
+    def take(page: list[Listed], wait: bool = True) -> None:
         report.objects_scanned += len(page)
         report.bytes_scanned += sum(size for _, size, _ in page)
         expired = [(key, size) for key, size, modified in page if modified < cutoff]
         report.clips_retained += len(page) - len(expired)
-        pipeline.add(expired)
+        pipeline.add(expired, wait=wait)
         context.progress(report.objects_scanned, report.files_deleted)
         pipeline.check_stop()
 
@@ -261,7 +261,10 @@ def _scan(
                 chains[chain] = Reconciler(chain, sp, cutoff, books) if reconciles else None
                 if chains[chain] is not None:
                     chains[chain].after = after[len(sp) :] if after else None
-            pages = ParallelListing(client, bucket, plan.chains, pool).pages()
+            listing = ParallelListing(client, bucket, plan.chains, pool)
+            # A chain whose folder's deletes lag is held back; the others go on.
+            pages = listing.pages(hold=pipeline.backlogged, idle=pipeline.idle)
+            pipeline.wake = listing.wake
             try:
                 for chain, page in pages:
                     reconciler = chains[chain]
@@ -271,6 +274,7 @@ def _scan(
                         continue
                     if reconciler is not None:
                         reconciler.listed(page)
-                    take(page)
+                    take(page, wait=False)
             finally:
+                pipeline.wake = None
                 pages.close()

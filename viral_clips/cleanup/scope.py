@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from viral_clips.models import Clip
+from viral_clips.s3 import listed_objects
 
 S3_MAX_KEYS_PER_PAGE = 1000  # ListObjectsV2 returns at most this many keys a page
 
@@ -95,13 +96,9 @@ def list_pages(
         **extra,
     )
     for page in pages:
-        yield [
-            (obj["Key"], obj.get("Size", 0), obj["LastModified"])
-            for obj in page.get("Contents", ())
-            # The prefix already guarantees this; a server that ignores it
-            # must not make us touch what is outside the scope.
-            if obj["Key"].startswith(prefix)
-        ]
+        # The prefix already guarantees this; a server that ignores it
+        # must not make us touch what is outside the scope.
+        yield [item for item in listed_objects(page) if item[0].startswith(prefix)]
 
 
 @dataclass
@@ -137,11 +134,7 @@ def folder_end(folder: str) -> str:
 
 def _first_page(client, bucket: str, scope: str) -> tuple[list[Listed], bool]:
     page = client.list_objects_v2(Bucket=bucket, Prefix=scope, MaxKeys=S3_MAX_KEYS_PER_PAGE)
-    keys = [
-        (obj["Key"], obj.get("Size", 0), obj["LastModified"])
-        for obj in page.get("Contents", ())
-        if obj["Key"].startswith(scope)
-    ]
+    keys = [item for item in listed_objects(page) if item[0].startswith(scope)]
     return keys, not page.get("IsTruncated")
 
 
@@ -152,11 +145,7 @@ def _split(client, bucket: str, prefix: str) -> Level | None:
     )
     if page.get("IsTruncated"):
         return None
-    direct = [
-        (obj["Key"], obj.get("Size", 0), obj["LastModified"])
-        for obj in page.get("Contents", ())
-        if obj["Key"].startswith(prefix)
-    ]
+    direct = [item for item in listed_objects(page) if item[0].startswith(prefix)]
     folders = sorted(
         p["Prefix"]
         for p in page.get("CommonPrefixes", ())
@@ -211,7 +200,7 @@ def plan_listing(
     return plan
 
 
-_DONE = object()
+_WAKE = object()  # put in the queue to wake the calling thread (a delete finished)
 
 
 class ParallelListing:
@@ -219,8 +208,12 @@ class ParallelListing:
     calling thread, then (chain, None) once a chain is finished.
 
     Each lister holds at most one page: it fetches the next one only after the
-    calling thread has taken the previous one. Closing the iterator (or an
-    error) stops the listers after the request they are in.
+    calling thread has taken the previous one, and, with `hold`, only once
+    `hold(chain)` is false (its folders' deletes have caught up): a busy folder
+    holds back its own lister, never the others. While no page is waiting the
+    calling thread runs `idle()` (it returns how long it may then wait, None:
+    until `wake()` or a page). Closing the iterator (or an error) stops the
+    listers after the request they are in.
     """
 
     def __init__(
@@ -232,6 +225,10 @@ class ParallelListing:
         self.pool = pool
         self.stop = threading.Event()
         self.out: queue.Queue = queue.Queue()
+
+    def wake(self) -> None:
+        """Wake the calling thread if it waits for a page (any thread may call it)."""
+        self.out.put((_WAKE, None, None))
 
     def _list(self, chain: str, after: str | None) -> None:
         taken = threading.Semaphore(0)
@@ -247,19 +244,44 @@ class ParallelListing:
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             self.out.put((chain, exc, None))
 
-    def pages(self) -> Iterator[tuple[str, list[Listed] | None]]:
+    def pages(
+        self,
+        hold: Callable[[str], bool] | None = None,
+        idle: Callable[[], float | None] | None = None,
+    ) -> Iterator[tuple[str, list[Listed] | None]]:
+        # botocore loads the paginators' model on first use: once, here, not
+        # once by every lister at the same time.
+        self.client.can_paginate("list_objects_v2")
         futures = [self.pool.submit(self._list, chain, after) for chain, after in self.chains]
         left = len(self.chains)
+        held: dict[str, threading.Semaphore] = {}  # listers waiting for their folders
         try:
             while left:
-                chain, page, taken = self.out.get()
+                for chain in [chain for chain in held if not hold(chain)]:
+                    held.pop(chain).release()
+                try:
+                    item = self.out.get_nowait()
+                except queue.Empty:
+                    timeout = idle() if idle is not None else None
+                    for chain in [chain for chain in held if not hold(chain)]:
+                        held.pop(chain).release()
+                    try:
+                        item = self.out.get(timeout=timeout)
+                    except queue.Empty:
+                        continue
+                chain, page, taken = item
+                if chain is _WAKE:
+                    continue
                 if isinstance(page, BaseException):
                     raise page
                 if page is None:
                     left -= 1
                     yield chain, None
                     continue
-                taken.release()  # the lister may fetch its next page meanwhile
+                if hold is not None and hold(chain):
+                    held[chain] = taken
+                else:
+                    taken.release()  # the lister may fetch its next page meanwhile
                 yield chain, page
         finally:
             self.stop.set()
