@@ -9,6 +9,7 @@ of a second to list and parse on a shared machine, so a delete takes 2 s
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -127,12 +128,22 @@ def test_a_clip_pinned_while_its_batch_waits_for_a_slot_keeps_its_file(cube, slo
     waiting = Clip.objects.create(title="waiting", file="clips/01500.mp4")
     Clip.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - OLD)
     seen_in_flight = []
+    batched = threading.Event()
+
+    # The first DeleteObjects stays in flight until the second batch is formed,
+    # however slowly this machine lists (its latency alone raced the listing).
+    def hold_the_first(number: int, count: int) -> None:
+        if number == 1:
+            batched.wait(60)
+
+    proxy.delete_verdict = hold_the_first
 
     def before_batch(batch_keys):
         if "testcube/public/clips/01500.mp4" in batch_keys:
             # Listed, batched, and waiting: the first batch holds the only slot.
             seen_in_flight.append(proxy.deletes_in_flight)
             Clip.objects.filter(pk=waiting.pk).update(pinned=True)
+            batched.set()
 
     report = run_cleanup(5, client=client, max_in_flight=1, before_batch=before_batch)
 
