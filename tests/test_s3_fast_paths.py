@@ -13,6 +13,7 @@ import pytest
 from botocore.parsers import RestXMLParser
 from django.conf import settings
 
+from tests.support.s3_keys import ODD_KEYS as ODD
 from viral_clips.s3 import (
     KeyObjects,
     _delete_request,
@@ -23,16 +24,6 @@ from viral_clips.s3 import (
     fast_timestamp,
     listed_objects,
 )
-
-ODD = [
-    "clips/a&b <c>.mp4",
-    "clips/ünï cödé 🎬.mp4",
-    "clips/quote\"'.mp4",
-    "clips/tab\t%41+.mp4",
-    "clips/&#13;literal&amp;.mp4",
-    "clips/2026/01/</Key><Key>forged.mp4",
-    "clips/]]>cdata.mp4",
-]
 
 
 def _botocore_serializer():

@@ -8,16 +8,8 @@ quotes and non-ASCII characters in a name must come back unchanged.
 import pytest
 from django.conf import settings
 
+from tests.support.s3_keys import ODD_KEYS as ODD
 from viral_clips.s3 import cloudcube_client
-
-ODD = [
-    "clips/a&b <c>.mp4",
-    "clips/ünï cödé 🎬.mp4",
-    "clips/quote\"'.mp4",
-    "clips/tab\t%41+.mp4",
-    "clips/&#13;literal&amp;.mp4",
-    "clips/2026/01/</Key><Key>forged.mp4",
-]
 
 
 @pytest.mark.django_db
