@@ -10,7 +10,7 @@ import pytest
 from devstack.redis_server import RedisServer
 from devstack.s3_server import LocalS3Server
 from tests.settings import TEST_BUCKET, TEST_CUBE
-from tests.support import ordering, process_guard
+from tests.support import cpu, ordering, process_guard
 from tests.support.database import test_database_url
 
 
@@ -19,6 +19,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--store-durations",
         action="store_true",
         help="write each test's duration to tests/durations.json (make durations)",
+    )
+    parser.addoption(
+        "--cpu-report",
+        metavar="FILE",
+        help="append each test's CPU seconds (its own and its processes') to FILE, "
+        "and print the costliest (tests/support/cpu.py)",
     )
     parser.addoption(
         "--database-tests-only",
@@ -31,6 +37,10 @@ def pytest_configure(config: pytest.Config) -> None:
     process_guard.install()
     if config.getoption("--store-durations"):
         config.pluginmanager.register(ordering.Recorder(), "koolclips-durations")
+    if config.getoption("--cpu-report"):
+        controller = getattr(config, "workerinput", None) is None
+        report = cpu.CPUReport(config.getoption("--cpu-report"), controller)
+        config.pluginmanager.register(report, "koolclips-cpu")
 
 
 # A test can reach the test database only through these (pytest-django blocks

@@ -77,3 +77,19 @@ def run_cleanup(
         return _cleanup.run_cleanup(
             retention_days, dry_run=dry_run, trigger=trigger, context=context
         )
+
+
+def shrink_s3_pages(monkeypatch, size: int) -> int:
+    """List pages and DeleteObjects batches of `size` keys instead of S3's 1,000.
+
+    For tests whose subject is the shape of a run (several pages, several
+    batches, several in flight, one refused), not S3's page size: the same
+    shape on a tenth of the keys costs the machine a tenth of the CPU (moto
+    builds, and botocore parses, every key of every page and batch). The real
+    1,000 is exercised by tests/test_cleanup.py and the process tests, which
+    cannot be patched."""
+    from viral_clips.cleanup import pipeline, scope
+
+    monkeypatch.setattr(scope, "S3_MAX_KEYS_PER_PAGE", size)
+    monkeypatch.setattr(pipeline, "S3_MAX_KEYS_PER_DELETE", size)
+    return size
