@@ -10,6 +10,8 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
+from config.cloudcube import parse_cloudcube_url
+from devstack.latency_proxy import S3LatencyProxy
 from devstack.procinfo import wait_for
 from tests.support.cleanup import run_cleanup
 from tests.support.processes import ProcfileProcess
@@ -116,7 +118,7 @@ def test_a_terminated_connection_mid_run_is_replaced_and_the_run_finishes(cube):
 @needs_postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_database_that_stays_away_ends_the_run_interrupted_and_the_redelivery_finishes_it(
-    cube,
+    cube, s3_server, settings, request
 ):
     import psycopg
 
@@ -134,22 +136,27 @@ def test_a_database_that_stays_away_ends_the_run_interrupted_and_the_redelivery_
         dbname="postgres",
         autocommit=True,
     )
-    calls = []
+    # The database goes away, and stays away (no connection is allowed), while
+    # the second batch is in flight: checked and sent, so S3 deletes its files.
+    # (A progress callback raced the pipeline: the batch was not always sent.)
+    proxy = S3LatencyProxy(s3_server.port, list_ms=0, delete_ms_per_1000=0).start()
+    request.addfinalizer(proxy.stop)
+    settings.CLOUDCUBE = parse_cloudcube_url(proxy.cloudcube_url(cube.bucket, cube.name))
 
-    def progress(scanned, deleted):
-        calls.append(deleted)
-        if len(calls) == 2:
-            # The database goes away and stays away (no connection is allowed).
+    def database_goes_away(number: int, count: int) -> None:
+        if number == 2:
             admin.execute(f'ALTER DATABASE "{test_db}" ALLOW_CONNECTIONS false')
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
                 [test_db],
             )
 
+    proxy.delete_verdict = database_goes_away
     try:
         with pytest.raises(CleanupBookkeepingFailed):
-            run_cleanup(5, client=cloudcube_client(), task_id="t-db", progress=progress)
+            run_cleanup(5, client=cloudcube_client(), task_id="t-db")
     finally:
+        proxy.delete_verdict = None
         admin.execute(f'ALTER DATABASE "{test_db}" ALLOW_CONNECTIONS true')
         admin.close()
     connection.close()
