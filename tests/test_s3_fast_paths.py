@@ -185,17 +185,3 @@ def test_list_pages_parse_as_botocore_does(body):
     assert short["Listed"] == listed_objects(theirs)
     for name in ("CommonPrefixes", "IsTruncated", "NextContinuationToken", "KeyCount", "Prefix"):
         assert short.get(name) == theirs.get(name), name
-
-
-@pytest.mark.django_db
-def test_compact_client_lists_odd_keys_exactly(cube):
-    client = cloudcube_client(compact_listing=True)
-    bucket, prefix = settings.CLOUDCUBE.bucket, f"{settings.CLOUDCUBE.cube}/"
-    for key in ODD:
-        client.put_object(Bucket=bucket, Key=prefix + key, Body=b"x")
-    listed = []
-    for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"{prefix}clips/", PaginationConfig={"PageSize": 2}
-    ):
-        listed += [(key, size) for key, size, _ in listed_objects(page)]
-    assert sorted(listed) == sorted((prefix + key, 1) for key in ODD)
