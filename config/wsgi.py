@@ -14,3 +14,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 GUNICORN_APP_LOAD_ERROR = 4
 with exit_on_configuration_error(GUNICORN_APP_LOAD_ERROR):
     application = get_wsgi_application()
+    # Each worker loads its URLconf and the S3 models before it takes a request,
+    # not inside the first /health/'s deadline (viral_clips/health.py).
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 - imports the views
+    from viral_clips.health import warm_up
+
+    warm_up()
