@@ -3,6 +3,7 @@
 import os
 
 from django.core.wsgi import get_wsgi_application
+from django.urls import get_resolver
 
 from config.env import exit_on_configuration_error
 
@@ -14,11 +15,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 GUNICORN_APP_LOAD_ERROR = 4
 with exit_on_configuration_error(GUNICORN_APP_LOAD_ERROR):
     application = get_wsgi_application()
-    # Each worker loads its URLconf and the S3 models before it takes a request,
-    # not inside the first /health/'s deadline (viral_clips/health.py).
-    from django.urls import get_resolver
 
-    get_resolver().url_patterns  # noqa: B018 - imports the views
-    from viral_clips.health import warm_up
+# Each worker loads its URLconf and the S3 models before it takes a request,
+# not inside the first /health/'s deadline (viral_clips/health.py).
+from viral_clips.health import warm_up  # noqa: E402 - needs the apps loaded above
 
-    warm_up()
+get_resolver().url_patterns  # noqa: B018 - imports the views
+warm_up()
