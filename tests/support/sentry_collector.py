@@ -95,9 +95,23 @@ def decode_body(body: bytes, encoding: str | None) -> bytes:
     raise ValueError(f"unsupported Content-Encoding {encoding!r}")
 
 
-def pid_of_peer(peer_port: int, local_port: int) -> int | None:
-    """The pid owning the TCP socket 127.0.0.1:peer_port -> 127.0.0.1:local_port."""
-    inode = None
+def pid_of_peer(peer_port: int, local_port: int, attempts: int = 5) -> int | None:
+    """The pid owning the TCP socket 127.0.0.1:peer_port -> 127.0.0.1:local_port.
+
+    The sender is still waiting for our answer, so its socket exists; but its
+    other threads open and close descriptors while we read /proc, and a table
+    read in pages is no snapshot: look again before saying nobody.
+    """
+    for attempt in range(attempts):
+        inode = _socket_inode(peer_port, local_port)
+        pid = _owner_of(inode) if inode else None
+        if pid is not None:
+            return pid
+        time.sleep(0.02 * (attempt + 1))
+    return None
+
+
+def _socket_inode(peer_port: int, local_port: int) -> str | None:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -109,24 +123,27 @@ def pid_of_peer(peer_port: int, local_port: int) -> int | None:
                         int(local.rsplit(":", 1)[1], 16) == peer_port
                         and int(remote.rsplit(":", 1)[1], 16) == local_port
                     ):
-                        inode = cols[9]
-                        break
+                        return cols[9]
         except OSError:
             continue
-        if inode:
-            break
-    if not inode:
-        return None
+    return None
+
+
+def _owner_of(inode: str) -> int | None:
     target = f"socket:[{inode}]"
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            for fd in os.listdir(f"/proc/{entry}/fd"):
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue  # gone, or not ours to read
+        for fd in fds:
+            try:
                 if os.readlink(f"/proc/{entry}/fd/{fd}") == target:
                     return int(entry)
-        except OSError:
-            continue
+            except OSError:
+                continue  # closed since the listing: the rest of its fds still count
     return None
 
 
