@@ -18,7 +18,9 @@ Rows that belong to a run (`follow_runs`: the cleanup's `CleanupRun`, linked by
 `job_run`) go in the same transaction as their run, so none is left pointing at
 nothing; such rows that never had a run are pruned by their own age. Tables
 pruned by age alone (`prune_by_age`) lose only rows older than the retention:
-the operators' audit trail (`JobAction`) and the cube measurements.
+the operators' audit trail (`JobAction`) and the cube measurements. An audit
+row that names a pruned run (a Stop) stays while it is younger than the
+retention, its `run` cleared.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from scheduling import registry
-from scheduling.models import JobLease, JobRun
+from scheduling.models import JobAction, JobLease, JobRun
 
 logger = logging.getLogger(__name__)
 Status = JobRun.Status
@@ -193,8 +195,11 @@ def _delete_runs(ids: list[int]) -> int:
     """One DELETE for the batch. Django's own delete() would load every row
     (its JSON state included) to find what points at it: 0.5 s a batch at half
     a million rows. What points at a run is known: the followers (deleted just
-    before) and a lease (never one of these rows; set free if it became one)."""
+    before), a lease (never one of these rows; set free if it became one) and
+    the audit trail (a Stop's `JobAction`: kept, pruned by its own age, its run
+    link cleared here, in the batch's transaction)."""
     JobLease.objects.filter(run_id__in=ids).update(run=None)
+    JobAction.objects.filter(run_id__in=ids).update(run=None)
     table = connection.ops.quote_name(JobRun._meta.db_table)
     column = connection.ops.quote_name(JobRun._meta.pk.column)
     marks = ", ".join(["%s"] * len(ids))

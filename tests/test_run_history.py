@@ -103,6 +103,37 @@ def test_pruning_removes_old_rows_and_keeps_the_named_ones():
     ).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_pruning_a_stopped_run_keeps_its_young_audit_row_with_the_run_cleared():
+    # An operator stopped a run now older than the retention: the Stop wrote a
+    # RunStop (goes with the run) and a JobAction pointing at the run. The
+    # audit row is kept while younger than the retention, its run link cleared.
+    # transaction=True: the prune's own transaction commits, so a foreign key
+    # left pointing at a deleted run fails here (deferred checks run at COMMIT).
+    ledger_row(CLEANUP, days(1), Status.SUCCEEDED)  # last success and slot
+    stopped = [ledger_row(CLEANUP, days(450 - i), Status.INTERRUPTED) for i in range(2)]
+    young, old = (
+        JobAction.objects.create(job=CLEANUP, action="stop", actor="ops", reason=r, run=run)
+        for r, run in (("young", stopped[0]), ("old", stopped[1]))
+    )
+    RunStop.objects.create(
+        run=stopped[0], requested_at=stopped[0].created_at, requested_by="ops", reason="young"
+    )
+    JobAction.objects.filter(pk=young.pk).update(created_at=timezone.now() - days(399))
+    JobAction.objects.filter(pk=old.pk).update(created_at=timezone.now() - days(401))
+
+    report = history.prune(400, batch=1)
+
+    assert report.runs_deleted == 2
+    assert not JobRun.objects.filter(pk__in=[r.pk for r in stopped]).exists()
+    assert not RunStop.objects.exists()
+    kept = JobAction.objects.get()
+    assert (kept.pk, kept.run_id, kept.reason) == (young.pk, None, "young")
+    assert report.followers_deleted["scheduling.JobAction"] == 1
+    # The next nightly prune has nothing left to trip on.
+    assert history.prune(400).runs_deleted == 0
+
+
 @pytest.mark.django_db
 def test_rows_inside_the_catch_up_window_are_kept_whatever_the_retention():
     job = registry.get(CLEANUP)
