@@ -11,6 +11,7 @@ comes from Heroku's router's X-Forwarded-For.
 from __future__ import annotations
 
 import pytest
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "the-right-password-42"
 LIMIT = 5  # LOGIN_FAILURE_LIMIT's default
 LOGIN = "/admin/login/?next=/admin/"
+RTL = "\u202e"  # right-to-left override
 
 
 @pytest.fixture
@@ -73,6 +75,14 @@ def test_staff_see_lockouts_in_the_admin_without_the_password(admin_user, django
     locked = Client(REMOTE_ADDR="203.0.113.9")
     for i in range(LIMIT):
         attempt(locked, f"secret-guess-{i}", username="operator")
+    # Whoever tries types the name and sends the user agent: "adm\u202enimda" must
+    # not reach staff raw, reordered by the browser (issue 18, finding 7).
+    liar = Client(REMOTE_ADDR="203.0.113.11", HTTP_USER_AGENT=f"Mozilla{RTL}exe.png")
+    for i in range(LIMIT):
+        liar.post(
+            f"/admin/login/?next=/admin/{RTL}",  # the query string is recorded too
+            {"username": f"adm{RTL}nimda", "password": f"secret-guess-{i}", "next": "/admin/"},
+        )
     staff = django_user_model.objects.create_user("ops", password="pw-ops-5678", is_staff=True)
     viewer = Client()
     viewer.force_login(staff)
@@ -85,6 +95,25 @@ def test_staff_see_lockouts_in_the_admin_without_the_password(admin_user, django
     assert "secret-guess" not in text
     # Staff may look, not delete (a superuser may).
     assert b"delete_selected" not in listing.content
+
+    lockout = AccessAttempt.objects.get(ip_address="203.0.113.11")
+    superuser = Client()
+    superuser.force_login(admin_user)
+    for who, url in [
+        (viewer, "/admin/axes/accessattempt/"),
+        (viewer, "/admin/axes/accessattempt/?locked_out=yes"),
+        (viewer, f"/admin/axes/accessattempt/{lockout.pk}/change/"),
+        (superuser, "/admin/axes/accessattempt/"),
+        (superuser, f"/admin/axes/accessattempt/{lockout.pk}/change/"),
+    ]:
+        response = who.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert RTL not in html, url
+        assert "adm\\u202enimda" in html and "Mozilla\\u202eexe.png" in html, url
+        assert "secret-guess" not in html, url
+        if "/change/" in url:
+            assert "next=/admin/\\u202e" in html, url
 
 
 def test_on_a_dyno_the_client_is_the_address_herokus_router_appended(rf, settings):

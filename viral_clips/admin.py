@@ -34,14 +34,28 @@ class NarrowScreens:
         css = {"all": ("viral_clips/admin.css",)}
 
 
-def visible_field(name: str, description: str):
-    """A read-only display of a text field, hidden characters escaped (viral_clips/visible.py)."""
+def visible_field(name: str, description: str, *, lines: bool = False):
+    """A read-only display of a text field, hidden characters escaped (viral_clips/visible.py).
 
-    @admin.display(description=description)
+    With `lines`, each line is escaped on its own and the line breaks stay (the
+    admin shows them as line breaks)."""
+
+    @admin.display(description=description, ordering=name)
     def show(self, obj) -> str:
-        return visible(getattr(obj, name))
+        value = getattr(obj, name)
+        if lines and value:
+            return "\n".join(visible(line) for line in str(value).split("\n"))
+        return visible(value)
 
     return show
+
+
+class VisibleValuesFilter(admin.AllValuesFieldListFilter):
+    """A field's distinct values as filter choices, hidden characters escaped."""
+
+    def choices(self, changelist):
+        for choice in super().choices(changelist):
+            yield {**choice, "display": visible(choice["display"])}
 
 
 class _ShownFile:
@@ -263,8 +277,39 @@ class CleanupRunAdmin(NarrowScreens, AuditRecordAdmin):
 admin.site.unregister(AccessAttempt)
 
 
+# Typed by whoever tries to log in, or sent by their browser: shown escaped
+# (axes' own admin shows them raw). The multi-line ones keep their line breaks.
+_ATTEMPT_TEXT = ("username", "user_agent", "path_info", "http_accept")
+_ATTEMPT_LINES = ("get_data", "post_data")
+
+
+def _shown(name: str) -> str:
+    return f"shown_{name}" if name in (*_ATTEMPT_TEXT, *_ATTEMPT_LINES) else name
+
+
+def _label(name: str) -> str:
+    return AccessAttempt._meta.get_field(name).verbose_name
+
+
 @admin.register(AccessAttempt)
 class LockoutAdmin(AccessAttemptAdmin):
+    list_display = [_shown(name) for name in AccessAttemptAdmin.list_display]
+    list_filter = [
+        (name, VisibleValuesFilter) if name == "path_info" else name
+        for name in AccessAttemptAdmin.list_filter
+    ]
+    fieldsets = tuple(
+        (title, {**options, "fields": tuple(_shown(name) for name in options["fields"])})
+        for title, options in AccessAttemptAdmin.fieldsets
+    )
+    readonly_fields = [_shown(name) for name in AccessAttemptAdmin.readonly_fields]
+    shown_username = visible_field("username", _label("username"))
+    shown_user_agent = visible_field("user_agent", _label("user_agent"))
+    shown_path_info = visible_field("path_info", _label("path_info"))
+    shown_http_accept = visible_field("http_accept", _label("http_accept"))
+    shown_get_data = visible_field("get_data", _label("get_data"), lines=True)
+    shown_post_data = visible_field("post_data", _label("post_data"), lines=True)
+
     def has_module_permission(self, request) -> bool:
         return _active_staff(request) or super().has_module_permission(request)
 
