@@ -12,6 +12,10 @@
   cleanup: after the batches in flight). The run ends `interrupted`, "stopped by
   …", and no redelivery or catch-up resumes it.
 * Every action, and every Run now, is a `JobAction` row: who, when, why.
+* A job outside the run ledger (`Job.ledger` False: the worker canary) has
+  none of these: no claim reads its pause, no execution its stop order, and a
+  run by hand would skip the guard. Each action refuses it (`NotControllable`)
+  and the dashboard and `jobs list` offer it none.
 
 Permissions (`scheduling.<name>`): PERM_RUN, PERM_PAUSE (pause and resume),
 PERM_STOP; superusers hold all, everyone else only when granted.
@@ -43,6 +47,26 @@ Action = JobAction.Action
 
 class ControlError(ValueError):
     """The action cannot be done (no reason given, nothing running, …)."""
+
+
+class NotControllable(ControlError):
+    """The job has no controls: it runs outside the run ledger."""
+
+
+NO_CONTROLS = (
+    "no pause, resume, stop or run now for this job: it runs outside the run ledger"
+    " (ledger=False), where those take effect"
+)
+
+
+def controllable(job: Job) -> bool:
+    """Whether pause, resume, stop and run now can reach the job."""
+    return job.ledger
+
+
+def require_controls(job: Job) -> None:
+    if not controllable(job):
+        raise NotControllable(NO_CONTROLS)
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,7 @@ def record(
 
 
 def pause(job: Job, actor: str, reason: str) -> JobAction:
+    require_controls(job)
     reason = _reason(reason)
     now = timezone.now()
     with transaction.atomic():
@@ -109,6 +134,7 @@ def pause(job: Job, actor: str, reason: str) -> JobAction:
 
 def resume(job: Job, actor: str, reason: str) -> JobAction:
     """Unpause: the next slot runs; the slots missed while paused are not caught up."""
+    require_controls(job)
     reason = _reason(reason)
     now = timezone.now()
     with transaction.atomic():
@@ -141,6 +167,7 @@ def running_run(job: Job) -> JobRun | None:
 
 def stop(job: Job, actor: str, reason: str) -> JobAction:
     """Order the job's running execution to stop. ControlError if none runs."""
+    require_controls(job)
     reason = _reason(reason)
     run = running_run(job)
     if run is None:
@@ -194,6 +221,7 @@ class StopWatch:
 def queue_run(job: Job, actor: str, reason: str, kwargs: dict | None = None) -> JobAction:
     """Run now: send the job's task (no slot: the guard records it `manual`,
     refuses it while another run of its group is active) and audit it."""
+    require_controls(job)
     reason = _reason(reason)
     task_id = str(uuid.uuid4())
     current_app.send_task(job.task, kwargs=kwargs or {}, task_id=task_id)

@@ -18,7 +18,7 @@ from scheduling.claim import Refusal, claim
 from scheduling.execution import Execution
 from scheduling.models import JobAction, JobPause, JobRun, RunStop
 from tests.support.broker import queued_messages
-from tests.support.jobs import CLEANUP, CUBE_STATS, WEEKLY_REPORT, operators_group
+from tests.support.jobs import CANARY, CLEANUP, CUBE_STATS, WEEKLY_REPORT, operators_group
 from viral_clips.models import CleanupRun, CubeMeasurement
 from viral_clips.tasks import refresh_cube_stats, scheduled_cloudcube_cleanup, send_weekly_report
 
@@ -277,3 +277,49 @@ def test_each_permission_opens_only_its_own_buttons(
     }
     assert {action for action, code in codes.items() if code != 403} == allowed
     assert {a.action for a in JobAction.objects.all()} <= allowed
+
+
+def test_a_job_outside_the_ledger_offers_no_controls_and_refuses_them(
+    make_user, redis_client, capsys
+):
+    # The canary runs bare (ledger=False): no claim reads a pause, no execution
+    # reads a stop order, a run by hand skips the guard. Offering the controls
+    # would be a lie, and a pause would put a false banner on the dashboard.
+    entry = CANARY.entry
+    assert not CANARY.ledger
+    operator = make_user("operator", operator=True)
+    board = operator.get("/").content.decode()
+    assert f'action="/jobs/{entry}/' not in board  # no button for it
+    assert f'id="control-{entry}"' in board and "No controls: it runs outside" in board
+    for action, data in (
+        ("pause", {"reason": "why"}),
+        ("resume", {"reason": "why"}),
+        ("run", {"reason": "why"}),
+        ("stop", {"reason": "why"}),  # before its confirmation page
+        ("stop", {"reason": "why", "confirm": "1"}),
+    ):
+        response = operator.post(f"/jobs/{entry}/{action}/", data)
+        assert (response.status_code, action) == (400, action)
+        assert "outside the run ledger" in response.content.decode()
+    for action in ("pause", "resume", "stop", "run"):
+        with pytest.raises(CommandError, match=rf"^{entry}: .*outside the run ledger") as exc:
+            call_command("jobs", action, entry, "--reason", "why")
+        assert "\n" not in str(exc.value) and exc.value.returncode != 0
+    for act in (controls.pause, controls.resume, controls.stop):
+        with pytest.raises(controls.ControlError, match="outside the run ledger"):
+            act(CANARY, "ops", "why")
+    with pytest.raises(controls.ControlError, match="outside the run ledger"):
+        controls.queue_run(CANARY, "ops", "why")
+    assert not JobPause.objects.exists() and not JobAction.objects.exists()
+    assert queued_messages(redis_client) == []
+
+    # A pause row written before controls were refused says nothing anywhere.
+    JobPause.objects.create(
+        job=entry, paused=True, changed_at=datetime.now(UTC), changed_by="ops", reason="old"
+    )
+    board = operator.get("/").content.decode()
+    assert f'id="paused-{entry}"' not in board
+    capsys.readouterr()
+    call_command("jobs", "list")
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{entry}: scheduled; no controls (it runs outside the run ledger)" in lines

@@ -211,12 +211,26 @@ class JobControl:
     running: JobRun | None
     stopping: bool = False
     own_card: bool = False  # the cleanup: Run now is its card's (retention, dry run)
+    controllable: bool = True  # False: outside the run ledger, no button at all
 
 
 def job_controls() -> list[JobControl]:
     paused = controls.paused_entries()
     rows = []
     for job in registry.jobs():
+        if not controls.controllable(job):
+            # No claim reads its pause: a pause row (if one was ever written)
+            # would be a false banner.
+            rows.append(
+                JobControl(
+                    entry=job.entry,
+                    description=job.description,
+                    pause=controls.PauseState(paused=False),
+                    running=None,
+                    controllable=False,
+                )
+            )
+            continue
         running = controls.running_run(job)
         rows.append(
             JobControl(

@@ -186,6 +186,15 @@ def _job(entry: str):
         raise Http404(f"no job {entry!r}") from exc
 
 
+def _refused(job) -> HttpResponse | None:
+    """400 for a job the controls cannot reach (outside the run ledger: the canary)."""
+    if controls.controllable(job):
+        return None
+    return HttpResponseBadRequest(
+        f"{job.entry}: {controls.NO_CONTROLS}", content_type="text/plain; charset=utf-8"
+    )
+
+
 def _actor(request: HttpRequest) -> str:
     return request.user.get_username()
 
@@ -194,6 +203,8 @@ def _actor(request: HttpRequest) -> str:
 def run_job(request: HttpRequest, entry: str) -> HttpResponse:
     """Run now for a job other than the cleanup (which has its own page)."""
     job = _job(entry)
+    if (refused := _refused(job)) is not None:
+        return refused
     if job == CLEANUP:
         return run_now(request)
     try:
@@ -209,6 +220,8 @@ def run_job(request: HttpRequest, entry: str) -> HttpResponse:
 
 def _toggle(request: HttpRequest, entry: str, act: Callable, done: str) -> HttpResponse:
     job = _job(entry)
+    if (refused := _refused(job)) is not None:
+        return refused
     try:
         act(job, _actor(request), request.POST.get("reason", ""))
     except controls.ControlError as exc:
@@ -234,6 +247,8 @@ def resume_job(request: HttpRequest, entry: str) -> HttpResponse:
 def stop_job(request: HttpRequest, entry: str) -> HttpResponse:
     """Stop the job's running run, after a confirmation page that asks why."""
     job = _job(entry)
+    if (refused := _refused(job)) is not None:
+        return refused
     reason = request.POST.get("reason", "").strip()
     if request.POST.get("confirm") != "1" or not reason:
         confirm = stop_confirmation(job)

@@ -106,6 +106,11 @@ class Command(BaseCommand):
         paused = controls.paused_entries()
         now = timezone.now()
         for job in registry.jobs():
+            if not controls.controllable(job):
+                self.stdout.write(
+                    f"{job.entry}: scheduled; no controls (it runs outside the run ledger)"
+                )
+                continue
             state = paused[job.entry].describe() if job.entry in paused else "scheduled"
             running = controls.running_run(job)
             if running is not None:
