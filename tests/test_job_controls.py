@@ -323,3 +323,16 @@ def test_a_job_outside_the_ledger_offers_no_controls_and_refuses_them(
     call_command("jobs", "list")
     lines = capsys.readouterr().out.splitlines()
     assert f"{entry}: scheduled; no controls (it runs outside the run ledger)" in lines
+
+
+def test_the_operators_group_of_the_docs_sees_the_audit_trail_in_the_admin(make_user):
+    # docs/operations.md's "Operators" group: the three actions and view_jobaction.
+    action = controls.pause(CLEANUP, "ops", "cube being migrated")
+    operator = make_user("operator", operator=True)
+    assert 'href="/admin/scheduling/jobaction/"' in operator.get("/admin/").content.decode()
+    listing = operator.get("/admin/scheduling/jobaction/")
+    assert listing.status_code == 200 and "cube being migrated" in listing.content.decode()
+    page = operator.get(f"/admin/scheduling/jobaction/{action.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    looker = make_user("looker", operator=False)  # staff in no group: the dashboard only
+    assert looker.get("/admin/scheduling/jobaction/").status_code == 403

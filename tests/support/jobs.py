@@ -10,13 +10,15 @@ CANARY = canary.job
 
 
 def operators_group():
-    """The group docs/operations.md tells an admin to make: the three job permissions."""
+    """The group docs/operations.md tells an admin to make: the three job
+    permissions and the audit trail's view permission (the admin's *Job actions*)."""
     from django.contrib.auth.models import Group, Permission
 
     group, _ = Group.objects.get_or_create(name="Operators")
     group.permissions.set(
         Permission.objects.filter(
-            content_type__app_label="scheduling", codename__in=["run_job", "pause_job", "stop_job"]
+            content_type__app_label="scheduling",
+            codename__in=["run_job", "pause_job", "stop_job", "view_jobaction"],
         )
     )
     return group
