@@ -9,6 +9,23 @@ from __future__ import annotations
 from django.contrib import admin
 
 from scheduling.models import JobAction
+from scheduling.visible import visible
+
+
+def visible_field(name: str, description: str, *, lines: bool = False):
+    """A read-only display of a text field, hidden characters escaped (scheduling/visible.py).
+
+    With `lines`, each line is escaped on its own and the line breaks stay (the
+    admin shows them as line breaks)."""
+
+    @admin.display(description=description, ordering=name)
+    def show(self, obj) -> str:
+        value = getattr(obj, name)
+        if lines and value:
+            return "\n".join(visible(line) for line in str(value).split("\n"))
+        return visible(value)
+
+    return show
 
 
 class AuditRecordAdmin(admin.ModelAdmin):
@@ -27,9 +44,30 @@ class AuditRecordAdmin(admin.ModelAdmin):
 
 @admin.register(JobAction)
 class JobActionAdmin(AuditRecordAdmin):
-    list_display = ("created_at", "actor", "action", "job", "reason", "run", "detail")
+    list_display = (
+        "created_at",
+        "shown_actor",
+        "action",
+        "job",
+        "shown_reason",
+        "run",
+        "shown_detail",
+    )
     list_filter = ("action", "job")
     search_fields = ("actor", "reason")
     date_hierarchy = "created_at"
-    fields = ("created_at", "actor", "action", "job", "reason", "run", "task_id", "detail")
+    fields = (
+        "created_at",
+        "shown_actor",
+        "action",
+        "job",
+        "shown_reason",
+        "run",
+        "task_id",
+        "shown_detail",
+    )
     readonly_fields = fields
+    # Typed by people (the reason at every press): shown escaped, as on the dashboard.
+    shown_actor = visible_field("actor", "Actor")
+    shown_reason = visible_field("reason", "Reason")
+    shown_detail = visible_field("detail", "Detail")

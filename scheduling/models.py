@@ -26,6 +26,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from scheduling.visible import visible
+
 
 class JobRun(models.Model):
     class Trigger(models.TextChoices):
@@ -176,4 +178,4 @@ class JobAction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_action_display()} {self.job} by {self.actor}"
+        return visible(f"{self.get_action_display()} {self.job} by {self.actor}")

@@ -23,6 +23,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
+from scheduling.models import JobAction
 from tests.support.media import mp4_bytes, png_bytes
 from tests.support.runs import make_run
 from viral_clips.cleanup import run_cleanup
@@ -341,6 +342,31 @@ def test_bidi_controls_in_titles_and_keys_are_shown_escaped_in_the_admin(admin, 
         html = client.get(pages[what]).content.decode()
         assert not HIDDEN.search(html), (what, HIDDEN.findall(html))
         assert "rtl-\\u202egnp.exe" in html, what
+
+
+def test_bidi_controls_in_the_job_audit_trail_are_shown_escaped_in_the_admin(admin):
+    # Actor, reason and detail are typed by people (the reason by whoever pressed
+    # pause, stop or run now); the dashboard shows them escaped, the admin must too.
+    action = JobAction.objects.create(
+        job="scheduled-cloudcube-cleanup",
+        action=JobAction.Action.PAUSE,
+        actor=f"ops{RTL}",
+        reason=f"rtl-{RTL}gnp.exe",
+        detail=f"queued\u200b {RTL}",
+    )
+    pages = {
+        "action list": "/admin/scheduling/jobaction/",
+        "action page": f"/admin/scheduling/jobaction/{action.pk}/change/",
+        "action history": f"/admin/scheduling/jobaction/{action.pk}/history/",
+    }
+    for what, url in pages.items():
+        response = admin.get(url)
+        assert response.status_code == 200, what
+        html = response.content.decode()
+        assert not HIDDEN.search(html), (what, HIDDEN.findall(html))
+        assert "ops\\u202e" in html, what  # the history shows the action's name only
+        assert "rtl-\\u202egnp.exe" in html or what == "action history", what
+    assert "queued\\u200b \\u202e" in admin.get(pages["action page"]).content.decode()
 
 
 def test_bidi_controls_in_a_runs_detail_are_shown_escaped_on_the_dashboard(

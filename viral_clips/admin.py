@@ -9,10 +9,10 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from scheduling.admin import AuditRecordAdmin
+from scheduling.admin import AuditRecordAdmin, visible_field
+from scheduling.visible import describe_hidden, has_hidden, visible
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.uploads import ALLOWED_WORDS, EXTENSIONS, check_upload
-from viral_clips.visible import describe_hidden, has_hidden, visible
 
 admin.site.site_header = "koolclips admin"
 admin.site.site_title = "koolclips"
@@ -32,22 +32,6 @@ class NarrowScreens:
     # Header and tables readable at 420 px (tables scroll inside their box).
     class Media:
         css = {"all": ("viral_clips/admin.css",)}
-
-
-def visible_field(name: str, description: str, *, lines: bool = False):
-    """A read-only display of a text field, hidden characters escaped (viral_clips/visible.py).
-
-    With `lines`, each line is escaped on its own and the line breaks stay (the
-    admin shows them as line breaks)."""
-
-    @admin.display(description=description, ordering=name)
-    def show(self, obj) -> str:
-        value = getattr(obj, name)
-        if lines and value:
-            return "\n".join(visible(line) for line in str(value).split("\n"))
-        return visible(value)
-
-    return show
 
 
 class VisibleValuesFilter(admin.AllValuesFieldListFilter):

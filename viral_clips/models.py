@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 
 from scheduling.models import JobRun
-from viral_clips.visible import visible
+from scheduling.visible import visible
 
 
 class Clip(models.Model):

@@ -12,15 +12,15 @@ from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
 from scheduling.status import local_time
+from scheduling.visible import visible as _visible
 from viral_clips.cleanup import cleanup_scope_labels
-from viral_clips.visible import visible as _visible
 
 register = template.Library()
 
 
 @register.filter
 def visible(value: object) -> str:
-    """Bidi controls and invisible characters shown as escapes (viral_clips/visible.py);
+    """Bidi controls and invisible characters shown as escapes (scheduling/visible.py);
     the result is still escaped for HTML like any other text."""
     return _visible(value)
 

@@ -6,6 +6,8 @@ controls, zero-width and other invisible format characters, control
 characters (newlines and tabs too: a title or key is one line), line and
 paragraph separators - are shown as visible escapes
 (``\\u202e``) wherever the dashboard and the admin show outside text.
+It lives in `scheduling/` so the job audit trail's admin can use it too
+(`viral_clips/` imports `scheduling/`, never the other way).
 
 Zero-width joiner and non-joiner stay: emoji sequences and several scripts
 (Persian, Hindi) need them, and they cannot reorder or hide text.
