@@ -18,12 +18,13 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
+from django.contrib import admin as django_admin
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from scheduling.models import JobAction
+from scheduling.models import JobAction, JobRun
 from tests.support.media import mp4_bytes, png_bytes
 from tests.support.runs import make_run
 from viral_clips.cleanup import run_cleanup
@@ -108,6 +109,48 @@ def test_nobody_deletes_a_cleanup_run_by_hand_not_even_a_superuser(admin):
     )
     assert bulk.status_code in (200, 302)
     assert CleanupRun.objects.filter(pk=run.pk).exists()
+
+
+# The audit trail: cleanup runs, the job actions and the run ledger. Registered in
+# the admin, each refuses delete; not registered (the ledger), its pages are 404.
+AUDIT_RECORDS = [CleanupRun, JobAction, JobRun]
+
+
+def an_audit_record(model):
+    if model is CleanupRun:
+        return make_run(timezone.now())
+    if model is JobAction:
+        return JobAction.objects.create(
+            job="scheduled-cloudcube-cleanup", action="pause", actor="ops", reason="audit"
+        )
+    return JobRun.objects.create(
+        job="scheduled-cloudcube-cleanup", trigger="manual", status="succeeded"
+    )
+
+
+@pytest.mark.parametrize("model", AUDIT_RECORDS, ids=lambda m: m._meta.label)
+def test_no_audit_record_is_deleted_by_hand_not_even_by_a_superuser(admin, model):
+    record = an_audit_record(model)
+    listing = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+    delete = f"{listing}{record.pk}/delete/"
+    if not django_admin.site.is_registered(model):
+        for response in (
+            admin.get(listing),
+            admin.get(delete),
+            admin.post(delete, {"post": "yes"}),
+            admin.post(listing, {"action": "delete_selected", "_selected_action": [record.pk]}),
+        ):
+            assert response.status_code == 404
+    else:
+        assert admin.get(delete).status_code == 403
+        assert admin.post(delete, {"post": "yes"}).status_code == 403
+        page = admin.get(listing)
+        assert page.status_code == 200
+        assert b"delete_selected" not in page.content
+        admin.post(
+            listing, {"action": "delete_selected", "_selected_action": [record.pk], "post": "yes"}
+        )
+    assert model.objects.filter(pk=record.pk).exists()
 
 
 # --- 3. Admin filters ---------------------------------------------------------------
