@@ -217,6 +217,16 @@ def test_every_job_has_a_status_line_and_a_dashboard_row(job, db, redis_client, 
     words = line.schedule_words
     assert words[0].upper() + words[1:] in row[1].split("</tr>")[0]
 
+    # The real /health/, as the staff user sees it (503: no beat ticks in this test).
+    health = client.get("/health/")
+    assert health.status_code in (200, 503)
+    shown = health.json()["checks"]["scheduler"]["jobs"].get(job.entry)
+    assert shown is not None, f"{job.entry} has no line in /health/'s answer"
+    assert shown["schedule"] == words
+    # Its checks run on threads of their own, outside this test's transaction:
+    # the run written above is job_lines()'s to show (checked above), not theirs.
+    assert ("last_run_at" in shown) == job.ledger
+
 
 def test_the_docs_example_is_a_real_job_from_the_code():
     """docs/scheduling.md's "Adding a scheduled job" shows a declaration that
