@@ -75,6 +75,12 @@ COVERED = {
     "python -m tests.support.imports": lambda: (
         "from tests.support.imports import" in (ROOT / "tests" / "test_layout.py").read_text()
     ),
+    # Run by hand with the Heroku CLI (issue 18); the README sends to its section.
+    "heroku local": lambda: (
+        "## `heroku local`" in (ROOT / "docs" / "local-development.md").read_text()
+        and "(docs/local-development.md#heroku-local)" in README
+        and {"web", "worker"} <= set(procfile_commands())
+    ),
     # Heroku itself cannot run here: what the commands name must exist.
     "heroku create": lambda: (ROOT / "app.json").exists(),
     "git push heroku main": lambda: (ROOT / "Procfile").exists(),
