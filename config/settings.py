@@ -299,8 +299,8 @@ CLEANUP_DELETE_CONCURRENCY = env.int("CLEANUP_DELETE_CONCURRENCY", 48, min=1, ma
 # Keys a second the cleanup deletes per prefix partition: S3's documented 3,500
 # DELETEs a second per partitioned prefix (a DeleteObjects counts each key).
 CLEANUP_DELETE_RATE = env.int("CLEANUP_DELETE_RATE", 3500, min=1, max=100_000, unit="keys/s")
-# Month prefixes (clips/%Y/%m/) listed at once, each a page at a time.
-CLEANUP_LIST_CONCURRENCY = env.int("CLEANUP_LIST_CONCURRENCY", 24, min=1, max=64)
+# List pages fetched at once, each of another month prefix (clips/%Y/%m/).
+CLEANUP_LIST_CONCURRENCY = env.int("CLEANUP_LIST_CONCURRENCY", 12, min=1, max=64)
 # The weekly cleanup report to ADMINS (viral_clips.tasks.send_weekly_report).
 WEEKLY_REPORT_SCHEDULE = env.schedule("WEEKLY_REPORT_SCHEDULE", "0 9 * * 1")
 WEEKLY_REPORT_TIMEZONE = env.timezone("WEEKLY_REPORT_TIMEZONE", "UTC")

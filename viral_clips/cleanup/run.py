@@ -261,7 +261,7 @@ def _scan(
                 chains[chain] = Reconciler(chain, sp, cutoff, books) if reconciles else None
                 if chains[chain] is not None:
                     chains[chain].after = after[len(sp) :] if after else None
-            listing = ParallelListing(client, bucket, plan.chains, pool)
+            listing = ParallelListing(client, bucket, plan.chains, pool, concurrency)
             # A chain whose folder's deletes lag is held back; the others go on.
             pages = listing.pages(hold=pipeline.backlogged, idle=pipeline.idle)
             pipeline.wake = listing.wake

@@ -11,8 +11,8 @@ one whose first page ends inside a folder is split into its folders with one
 ``Delimiter='/'`` request per folder
 split (the scope, then, for the clips, each year of ``clips/%Y/%m/``). That
 request also returns the keys directly under the folder, so they are listed by
-it and only by it; each leaf folder is then one ListObjectsV2 chain, several
-chains at once on a few threads, each holding at most one page. What the first
+it and only by it; each leaf folder is then one ListObjectsV2 chain, their
+pages fetched a few at once on a pool's threads. What the first
 page covered (keys up to its last) is skipped everywhere. A folder with more
 than one page of direct keys and sub-folders is not split: it is one chain.
 """
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -81,24 +82,6 @@ def cleanup_scope_labels() -> list[str]:
     """The scopes relative to the cube ("public/clips/"), for people to read."""
     cube_prefix = settings.CLOUDCUBE.prefix
     return [scope[len(cube_prefix) :] for scope in cleanup_scopes()]
-
-
-def list_pages(
-    client, bucket: str, prefix: str, after: str | None = None
-) -> Iterator[list[Listed]]:
-    """Yield one scope's objects (after `after`, if given) a page at a time."""
-    paginator = client.get_paginator("list_objects_v2")
-    extra = {"StartAfter": after} if after else {}
-    pages = paginator.paginate(
-        Bucket=bucket,
-        Prefix=prefix,
-        PaginationConfig={"PageSize": S3_MAX_KEYS_PER_PAGE},
-        **extra,
-    )
-    for page in pages:
-        # The prefix already guarantees this; a server that ignores it
-        # must not make us touch what is outside the scope.
-        yield [item for item in listed_objects(page) if item[0].startswith(prefix)]
 
 
 @dataclass
@@ -203,26 +186,38 @@ def plan_listing(
 _WAKE = object()  # put in the queue to wake the calling thread (a delete finished)
 
 
-class ParallelListing:
-    """Lists chains on `concurrency` threads; `pages()` yields (chain, page) on the
-    calling thread, then (chain, None) once a chain is finished.
+class ListingError(RuntimeError):
+    """A ListObjectsV2 answer that would end or loop a chain before its last page."""
 
-    Each lister holds at most one page: it fetches the next one only after the
-    calling thread has taken the previous one, and, with `hold`, only once
-    `hold(chain)` is false (its folders' deletes have caught up): a busy folder
-    holds back its own lister, never the others. While no page is waiting the
-    calling thread runs `idle()` (it returns how long it may then wait, None:
-    until `wake()` or a page). Closing the iterator (or an error) stops the
-    listers after the request they are in.
+
+class ParallelListing:
+    """Lists chains a page at a time, `concurrency` pages at once; `pages()` yields
+    (chain, page) on the calling thread, then (chain, None) once a chain is finished.
+
+    The pool's threads fetch pages, not chains: every chain (month) moves, while
+    at most `concurrency` pages are being fetched or waiting to be taken, so
+    memory is those pages and those threads, whatever the number of folders.
+    A chain's next page is asked for only once the calling thread has taken
+    its previous one and, with `hold`, once `hold(chain)` is false (its
+    folders' deletes have caught up): a busy folder holds back its own
+    listing, never the others. While no page is waiting the calling thread
+    runs `idle()` (it returns how long it may then wait, None: until `wake()`
+    or a page). Closing the iterator (or an error) asks for nothing more.
     """
 
     def __init__(
-        self, client, bucket: str, chains: list[tuple[str, str | None]], pool: ThreadPoolExecutor
+        self,
+        client,
+        bucket: str,
+        chains: list[tuple[str, str | None]],
+        pool: ThreadPoolExecutor,
+        concurrency: int,
     ):
         self.client = client
         self.bucket = bucket
         self.chains = chains
         self.pool = pool
+        self.concurrency = max(1, concurrency)
         self.stop = threading.Event()
         self.out: queue.Queue = queue.Queue()
 
@@ -230,17 +225,25 @@ class ParallelListing:
         """Wake the calling thread if it waits for a page (any thread may call it)."""
         self.out.put((_WAKE, None, None))
 
-    def _list(self, chain: str, after: str | None) -> None:
-        taken = threading.Semaphore(0)
+    def _fetch(self, chain: str, token: str | None, after: str | None) -> None:
+        """One page of `chain` (pool thread): (chain, page, next token or None) to the queue."""
         try:
-            for page in list_pages(self.client, self.bucket, chain, after):
-                if self.stop.is_set():
-                    return
-                self.out.put((chain, page, taken))
-                while not taken.acquire(timeout=0.2):
-                    if self.stop.is_set():
-                        return
-            self.out.put((chain, None, None))
+            if self.stop.is_set():
+                return
+            params = {"Bucket": self.bucket, "Prefix": chain, "MaxKeys": S3_MAX_KEYS_PER_PAGE}
+            if token:
+                params["ContinuationToken"] = token
+            elif after:
+                params["StartAfter"] = after
+            response = self.client.list_objects_v2(**params)
+            following = response.get("NextContinuationToken")
+            if response.get("IsTruncated") and (not following or following == token):
+                # What botocore's paginator refuses too: ending here would skip keys.
+                raise ListingError(f"ListObjectsV2 of {chain!r}: truncated without a new token")
+            # The prefix already guarantees this; a server that ignores it
+            # must not make us touch what is outside the scope.
+            page = [item for item in listed_objects(response) if item[0].startswith(chain)]
+            self.out.put((chain, page, following if response.get("IsTruncated") else None))
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             self.out.put((chain, exc, None))
 
@@ -249,41 +252,55 @@ class ParallelListing:
         hold: Callable[[str], bool] | None = None,
         idle: Callable[[], float | None] | None = None,
     ) -> Iterator[tuple[str, list[Listed] | None]]:
-        # botocore loads the paginators' model on first use: once, here, not
-        # once by every lister at the same time.
-        self.client.can_paginate("list_objects_v2")
-        futures = [self.pool.submit(self._list, chain, after) for chain, after in self.chains]
+        tokens: dict[str, str | None] = {}  # a chain's continuation token, once it has one
+        starts = dict(self.chains)  # the key a chain starts after (its first page only)
+        due: deque[str] = deque(chain for chain, _ in self.chains)  # may be asked for a page
+        asked: set[Future] = set()
+        outstanding = 0  # pages asked for and not yet handed out
         left = len(self.chains)
-        held: dict[str, threading.Semaphore] = {}  # listers waiting for their folders
+
+        def ask() -> None:
+            nonlocal outstanding
+            for chain in list(due):
+                if outstanding >= self.concurrency:
+                    return
+                if hold is not None and hold(chain):
+                    continue
+                due.remove(chain)
+                outstanding += 1
+                token = tokens.get(chain)
+                future = self.pool.submit(
+                    self._fetch, chain, token, None if token else starts.get(chain)
+                )
+                asked.add(future)
+                future.add_done_callback(asked.discard)
+
         try:
             while left:
-                for chain in [chain for chain in held if not hold(chain)]:
-                    held.pop(chain).release()
+                ask()
                 try:
                     item = self.out.get_nowait()
                 except queue.Empty:
                     timeout = idle() if idle is not None else None
-                    for chain in [chain for chain in held if not hold(chain)]:
-                        held.pop(chain).release()
+                    ask()  # a batch may have ended meanwhile: a held chain may go
                     try:
                         item = self.out.get(timeout=timeout)
                     except queue.Empty:
                         continue
-                chain, page, taken = item
+                chain, page, following = item
                 if chain is _WAKE:
                     continue
+                outstanding -= 1
                 if isinstance(page, BaseException):
                     raise page
-                if page is None:
+                yield chain, page
+                if following is None:
                     left -= 1
                     yield chain, None
-                    continue
-                if hold is not None and hold(chain):
-                    held[chain] = taken
                 else:
-                    taken.release()  # the lister may fetch its next page meanwhile
-                yield chain, page
+                    tokens[chain] = following
+                    due.append(chain)
         finally:
             self.stop.set()
-            for future in futures:
+            for future in list(asked):
                 future.cancel()
