@@ -23,6 +23,7 @@ from viral_clips.s3 import (
     delete_objects_param,
     fast_timestamp,
     listed_objects,
+    pack_keys,
 )
 
 
@@ -61,6 +62,21 @@ def test_plain_keys_give_the_same_request():
     # Only a client with the fast serializer gets plain keys; another one gets dicts.
     plain = botocore.session.get_session().create_client("s3", region_name="us-east-1")
     assert delete_objects_param(plain, ["k"]) == [{"Key": "k"}]
+    assert delete_objects_param(plain, KeyObjects(["k", "l"])) == [{"Key": "k"}, {"Key": "l"}]
+
+
+def test_packed_keys_come_back_as_they_went_in_and_a_nul_keeps_them_a_list():
+    # A batch's keys are held as one string joined by NUL; a key holding a NUL
+    # (which S3 cannot list in XML, but a caller may pass) keeps the list.
+    assert list(KeyObjects(ODD)) == ODD and len(KeyObjects(ODD)) == len(ODD)
+    assert type(pack_keys(ODD)) is KeyObjects
+    odd = ["a\0b", "c"]
+    assert pack_keys(odd) is odd
+    _, model = _botocore_serializer()
+    as_dicts = {"Bucket": "b", "Delete": {"Objects": [{"Key": k} for k in odd]}}
+    fast = cloudcube_client()
+    as_param = {"Bucket": "b", "Delete": {"Objects": delete_objects_param(fast, odd)}}
+    assert _delete_request(as_param, model.http) == _delete_request(as_dicts, model.http)
 
 
 @pytest.mark.parametrize(
