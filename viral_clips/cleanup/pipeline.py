@@ -28,6 +28,7 @@ import logging
 import random
 import threading
 import time
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -39,7 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from viral_clips.cleanup.books import Books
 from viral_clips.cleanup.errors import CleanupInterrupted
 from viral_clips.cleanup.scope import storage_prefix
-from viral_clips.s3 import delete_objects_param
+from viral_clips.s3 import KeyObjects, delete_objects_param, pack_keys
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ READY_PER_PARTITION = 1  # formed batches a folder may hold before listing waits
 SAVE_INTERVAL = 0.5  # seconds between progress saves of the run's counts
 MAX_BACKOFF = 5.0  # seconds, after consecutive SlowDown answers for one folder
 
-# (key, size) of an expired object waiting to be deleted.
+# (key, size) of an expired object, as listing hands it over.
 Expired = tuple[str, int]
 
 
@@ -100,7 +101,10 @@ class Pacer:
     def __init__(self, rate: float, window: int, clock: Callable[[], float] = time.monotonic):
         self.max_rate = self.rate = float(rate)
         self.clock = clock
-        self.capacity = float(S3_MAX_KEYS_PER_DELETE)  # one batch: no burst above the rate
+        # Two batches: a turn taken late (the calling thread was reading a page)
+        # is caught up instead of lost; the rate still bounds the average, and a
+        # burst stays under S3's second of it.
+        self.capacity = float(2 * S3_MAX_KEYS_PER_DELETE)
         self.tokens = self.capacity
         self.updated = clock()
         self.window = DeleteWindow(window)
@@ -135,14 +139,27 @@ class Pacer:
         self.rate = min(self.max_rate, self.rate + self.max_rate / 10)
 
 
+def _sizes() -> array:
+    return array("q")
+
+
 @dataclass
 class _Batch:
-    items: list[Expired]
+    # The keys packed into one string (s3.KeyObjects) and their sizes side by
+    # side, not a (key, size) tuple a key: the tens of thousands of keys
+    # waiting or in flight cost a third of the memory.
+    packed: KeyObjects | list[str]
+    sizes: array
     costs: Counter = field(default_factory=Counter)  # keys per partition
 
     @classmethod
-    def of(cls, items: list[Expired]) -> _Batch:
-        return cls(items, Counter(partition(key) for key, _ in items))
+    def of(cls, keys: list[str], sizes: array, folder: str | None = None) -> _Batch:
+        costs = Counter({folder: len(keys)}) if folder else Counter(map(partition, keys))
+        return cls(pack_keys(keys), sizes, costs)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.packed)
 
 
 @dataclass
@@ -187,7 +204,7 @@ class DeletePipeline:
         self.progress = progress
         self.should_stop = should_stop
         self.storage = storage_prefix()
-        self.pending: dict[str, list[Expired]] = {}  # per folder, under 1,000 keys
+        self.pending: dict[str, tuple[list[str], array]] = {}  # per folder, under 1,000 keys
         self.ready: dict[str, deque[_Batch]] = {}  # per folder, formed, waiting for their turn
         self.pacers: dict[str, Pacer] = {}
         self.in_flight: list[_InFlight] = []
@@ -221,17 +238,17 @@ class DeletePipeline:
         """Queue expired keys; with `wait`, return only once no folder has more
         than READY_PER_PARTITION batches formed (without, the caller holds back
         the listing of the folders that do: `backlogged`)."""
-        folder, pending = None, []
-        for item in expired:
-            key = item[0]
+        folder, keys, sizes = None, [], _sizes()
+        for key, size in expired:
             # A page's keys mostly share a folder: find it again only when it changes.
             if folder is None or not key.startswith(folder) or "/" in key[len(folder) :]:
                 folder = partition(key)
-                pending = self.pending.setdefault(folder, [])
-            pending.append(item)
-            if len(pending) >= S3_MAX_KEYS_PER_DELETE:
-                self._form(folder, pending)
-                pending = self.pending[folder] = []
+                keys, sizes = self.pending.setdefault(folder, ([], _sizes()))
+            keys.append(key)
+            sizes.append(size)
+            if len(keys) >= S3_MAX_KEYS_PER_DELETE:
+                self._form(folder, keys, sizes)
+                keys, sizes = self.pending[folder] = ([], _sizes())
         self._pump(block=False)
         # Listing waits while a folder has enough batches formed: memory stays flat.
         while wait and any(len(q) > READY_PER_PARTITION for q in self.ready.values()):
@@ -258,11 +275,14 @@ class DeletePipeline:
         # The leftovers queue behind their first folder's full batches and go
         # as soon as their folders' pacing lets them: not after every full
         # batch has come back (that was one more round trip at the end).
-        rest = [item for folder in sorted(self.pending) for item in self.pending[folder]]
+        keys, sizes = [], _sizes()
+        for folder in sorted(self.pending):
+            keys += self.pending[folder][0]
+            sizes += self.pending[folder][1]
         self.pending.clear()
-        for start in range(0, len(rest), S3_MAX_KEYS_PER_DELETE):
-            chunk = rest[start : start + S3_MAX_KEYS_PER_DELETE]
-            self._form(partition(chunk[0][0]), chunk, mixed=True)
+        for start in range(0, len(keys), S3_MAX_KEYS_PER_DELETE):
+            end = start + S3_MAX_KEYS_PER_DELETE
+            self._form(partition(keys[start]), keys[start:end], sizes[start:end], mixed=True)
         while self.in_flight or any(self.ready.values()):
             self._pump(block=True)
 
@@ -288,9 +308,9 @@ class DeletePipeline:
     def batch_formed(self, keys: list[str]) -> None:
         """Called with each batch's keys before it waits for its turn."""
 
-    def _form(self, folder: str, items: list[Expired], mixed: bool = False) -> None:
-        self.batch_formed([key for key, _ in items])
-        batch = _Batch.of(items) if mixed else _Batch(items, Counter({folder: len(items)}))
+    def _form(self, folder: str, keys: list[str], sizes: array, mixed: bool = False) -> None:
+        self.batch_formed(keys)
+        batch = _Batch.of(keys, sizes, None if mixed else folder)
         self.ready.setdefault(folder, deque()).append(batch)
 
     def _pacer(self, folder: str) -> Pacer:
@@ -334,15 +354,14 @@ class DeletePipeline:
     def _send(self, batch: _Batch, pacers: list[tuple[Pacer, int]]) -> None:
         # Protection right before the request: a clip pinned while its key
         # waited in `pending` or for its turn keeps its file.
-        items = self._drop_protected(batch.items)
-        if items:
+        batch = self._drop_protected(batch)
+        if len(batch.packed):
             if self.dry_run:
-                self._account(items, [])
+                self._account(batch, [])
             else:
-                batch = _Batch(items, batch.costs)
                 for pacer, cost in pacers:
                     pacer.take(cost)
-                future = self._pool.submit(self._delete, items)
+                future = self._pool.submit(self._delete, batch.packed)
                 future.add_done_callback(self._woken)
                 self.in_flight.append(_InFlight(batch, future))
         self.check_stop()
@@ -369,37 +388,41 @@ class DeletePipeline:
                     for pacer in pacers:
                         pacer.throttled()
                     # Not an error: the same keys go again, first in their folder.
-                    folder = partition(item.batch.items[0][0])
+                    folder = partition(item.batch.keys[0])
                     self.ready.setdefault(folder, deque()).appendleft(item.batch)
                     continue
                 for pacer in pacers:
                     pacer.succeeded()
-                self._account(item.batch.items, errors)
+                self._account(item.batch, errors)
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
                 failure = failure or exc
         if failure is not None:
             raise failure
 
-    def _drop_protected(self, batch: list[Expired]) -> list[Expired]:
+    def _drop_protected(self, batch: _Batch) -> _Batch:
         """Remove keys whose clip is pinned or was created within the retention period."""
         sp = self.storage
-        names = [key[len(sp) :] for key, _ in batch if key.startswith(sp)]
+        keys = batch.keys
+        names = [key[len(sp) :] for key in keys if key.startswith(sp)]
         protected = self.books.protected(names, self.cutoff) if names else set()
         if not protected:
             return batch
-        kept = [
-            (key, size)
-            for key, size in batch
+        keep = [
+            i
+            for i, key in enumerate(keys)
             if not (key.startswith(sp) and key[len(sp) :] in protected)
         ]
-        self.report.pinned_kept += len(batch) - len(kept)
-        self.report.clips_retained += len(batch) - len(kept)
-        return kept
+        dropped = len(keys) - len(keep)
+        self.report.pinned_kept += dropped
+        self.report.clips_retained += dropped
+        kept = [keys[i] for i in keep]
+        sizes = array("q", (batch.sizes[i] for i in keep))
+        return _Batch(pack_keys(kept) if kept else [], sizes, batch.costs)
 
-    def _account(self, batch: list[Expired], errors: list[dict]) -> None:
+    def _account(self, batch: _Batch, errors: list[dict]) -> None:
         report = self.report
-        sizes = dict(batch)
         failed = {error.get("Key") for error in errors}
+        keys = batch.keys
         report.error_count += len(errors)
         for error in errors[: max(0, ERROR_SAMPLE_SIZE - len(report.errors))]:
             report.errors.append(
@@ -409,17 +432,23 @@ class DeletePipeline:
                     "message": error.get("Message"),
                 }
             )
-        deleted = [key for key in sizes if key not in failed]
+        if failed:
+            both = zip(keys, batch.sizes, strict=True)
+            pairs = [(key, size) for key, size in both if key not in failed]
+            deleted = [key for key, _ in pairs]
+            report.bytes_freed += sum(n for _, n in pairs)
+        else:
+            deleted = keys
+            report.bytes_freed += sum(batch.sizes)
         report.files_deleted += len(deleted)
-        report.bytes_freed += sum(sizes[key] for key in deleted)
         if self.dry_run:
             room = max(0, WOULD_DELETE_SAMPLE_SIZE - len(report.would_delete))
-            report.would_delete.extend(key for key, _ in batch[:room])
+            report.would_delete.extend(keys[:room])
         if errors:
             logger.warning(
                 "Cloudcube cleanup: %d of %d keys in a batch could not be deleted (first: %r %r)",
                 len(errors),
-                len(batch),
+                len(keys),
                 errors[0].get("Code"),
                 errors[0].get("Key"),
             )
@@ -445,9 +474,8 @@ class DeletePipeline:
             wake()
 
     # -- pool threads ---------------------------------------------------------
-    def _delete(self, batch: list[Expired]) -> tuple[list[dict], bool]:
+    def _delete(self, keys: KeyObjects | list[str]) -> tuple[list[dict], bool]:
         """One DeleteObjects request; no database here. Returns (errors, throttled)."""
-        keys = [key for key, _ in batch]
         try:
             response = self.client.delete_objects(
                 Bucket=self.bucket,
