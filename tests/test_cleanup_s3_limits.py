@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from django.utils import timezone
 from config.cloudcube import parse_cloudcube_url
 from devstack.latency_proxy import S3LatencyProxy
 from devstack.s3_throttle import S3Throttle
-from tests.support.cleanup import run_cleanup
+from tests.support.cleanup import run_cleanup, shrink_s3_pages
 from viral_clips.models import CleanupRun, Clip
 from viral_clips.s3 import cloudcube_client
 
@@ -152,3 +153,53 @@ def test_three_month_folders_and_keys_directly_under_clips_are_listed_once_each_
     )
     assert report.rows_reconciled == 3
     assert list(Clip.objects.values_list("file", flat=True)) == ["clips/2026/03/0005.mp4"]
+
+
+@pytest.mark.django_db
+def test_a_few_pages_are_fetched_at_once_yet_every_month_moves(
+    cube, settings, throttling_proxy, monkeypatch
+):
+    # Threads fetch pages, not folders: at most CLEANUP_LIST_CONCURRENCY list
+    # requests at once however many months there are (memory is those pages),
+    # and the months take turns, so none waits for another to be listed whole.
+    proxy = throttling_proxy
+    settings.CLOUDCUBE = parse_cloudcube_url(proxy.cloudcube_url(cube.bucket, cube.name))
+    settings.CLEANUP_LIST_CONCURRENCY = 3
+    size = shrink_s3_pages(monkeypatch, 50)
+    months = [f"{CLIPS}2025/{m:02d}/" for m in range(1, 9)]
+    keys = [f"{month}{i:04d}.mp4" for month in months for i in range(3 * size - 30)]
+    for key in keys:
+        cube.put(key, age=OLD)
+    client = cloudcube_client()
+    lock = threading.Lock()
+    listed: Counter[str] = Counter()
+    asked: list[str] = []  # each month's page requests, in the order they were sent
+    in_flight = peak = 0
+
+    def sent(params, **kwargs):
+        nonlocal in_flight, peak
+        query = params.get("query_string", {})
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            if query.get("prefix") in months and not query.get("delimiter"):
+                asked.append(query["prefix"])
+
+    def seen(parsed, **kwargs):
+        nonlocal in_flight
+        with lock:
+            in_flight -= 1
+            listed.update(obj["Key"] for obj in parsed.get("Contents", ()))
+
+    client.meta.events.register("before-call.s3.ListObjectsV2", sent)
+    client.meta.events.register("after-call.s3.ListObjectsV2", seen)
+
+    report = run_cleanup(5, client=client)
+
+    assert peak <= 3
+    assert sorted(listed) == sorted(keys) and set(listed.values()) == {1}
+    # Every month was asked for a page before any month was asked for its last.
+    last = min(i for i, prefix in enumerate(asked) if asked[: i + 1].count(prefix) == 3)
+    assert set(asked[:last]) == set(months)
+    assert (report.status, report.files_deleted) == ("succeeded", len(keys))
+    assert cube.keys() == []
