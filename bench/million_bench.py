@@ -320,12 +320,17 @@ def main() -> None:
         REDIS_URL=redis_server.url,
         SENTRY_DSN="",
     )
+    # The dyno's config vars that change how a process runs (app.json sets them
+    # on every dyno, one-off dynos included): each contender gets the same.
+    app_env = json.loads((ROOT / "app.json").read_text())["env"]
+    for name in ("MALLOC_ARENA_MAX",):
+        env.setdefault(name, app_env[name]["value"])
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
     print(
         f"model: {args.list_latency * 1000:.0f} ms a list page,"
         f" {args.delete_latency * 1000:.0f} ms a 1,000-key DeleteObjects,"
         f" {WRITE_RATE:.0f} deletes/s per prefix (one a key), burst {args.burst:g} s;"
-        f" {MONTHS} month folders",
+        f" {MONTHS} month folders; MALLOC_ARENA_MAX={env['MALLOC_ARENA_MAX']} (app.json)",
         flush=True,
     )
     contenders = [("this checkout", ROOT)]

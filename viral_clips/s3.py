@@ -288,7 +288,7 @@ def _delete_request(parameters, http: dict) -> dict | None:
     objects = delete["Objects"]
     parts = [_DELETE_NS]
     if type(objects) is KeyObjects:
-        parts.append(b"<Object><Key>%s</Key></Object>" % objects.xml_keys().encode())
+        parts += (b"<Object><Key>", objects.xml_keys().encode(), b"</Key></Object>")
     else:
         keys = []
         for obj in objects:
