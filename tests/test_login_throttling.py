@@ -11,7 +11,7 @@ comes from Heroku's router's X-Forwarded-For.
 from __future__ import annotations
 
 import pytest
-from axes.models import AccessAttempt
+from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
@@ -114,6 +114,26 @@ def test_staff_see_lockouts_in_the_admin_without_the_password(admin_user, django
         assert "secret-guess" not in html, url
         if "/change/" in url:
             assert "next=/admin/\\u202e" in html, url
+
+
+def test_the_login_log_shows_what_the_browser_sent_escaped(admin_user):
+    # A successful login is logged with the user agent and path the browser
+    # sent: a superuser reading axes' access log must not get them raw either.
+    browser = Client(REMOTE_ADDR="203.0.113.12", HTTP_USER_AGENT=f"Mozilla{RTL}exe.png")
+    response = browser.post(
+        f"/admin/login/?next=/admin/{RTL}",
+        {"username": "admin", "password": PASSWORD, "next": "/admin/"},
+    )
+    assert response.status_code == 302 and logged_in(browser)
+    entry = AccessLog.objects.get(ip_address="203.0.113.12")
+    superuser = Client()
+    superuser.force_login(admin_user)
+    for url in ["/admin/axes/accesslog/", f"/admin/axes/accesslog/{entry.pk}/change/"]:
+        response = superuser.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert RTL not in html, url
+        assert "Mozilla\\u202eexe.png" in html, url
 
 
 def test_on_a_dyno_the_client_is_the_address_herokus_router_appended(rf, settings):

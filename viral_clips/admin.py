@@ -1,7 +1,7 @@
 from datetime import UTC
 
-from axes.admin import AccessAttemptAdmin
-from axes.models import AccessAttempt
+from axes.admin import AccessAttemptAdmin, AccessLogAdmin
+from axes.models import AccessAttempt, AccessLog
 from django import forms
 from django.contrib import admin
 from django.core.files.uploadedfile import UploadedFile
@@ -271,29 +271,30 @@ def _shown(name: str) -> str:
     return f"shown_{name}" if name in (*_ATTEMPT_TEXT, *_ATTEMPT_LINES) else name
 
 
-def _label(name: str) -> str:
-    return AccessAttempt._meta.get_field(name).verbose_name
+def _escaped(base: type[admin.ModelAdmin], model) -> type[admin.ModelAdmin]:
+    """axes' `base` admin with the browser-sent text fields shown escaped."""
+    fields = {field.name for field in model._meta.get_fields()}
+    attrs = {
+        "list_display": [_shown(name) for name in base.list_display],
+        "list_filter": [
+            (name, VisibleValuesFilter) if name == "path_info" else name
+            for name in base.list_filter
+        ],
+        "fieldsets": tuple(
+            (title, {**options, "fields": tuple(_shown(name) for name in options["fields"])})
+            for title, options in base.fieldsets
+        ),
+        "readonly_fields": [_shown(name) for name in base.readonly_fields],
+    }
+    for name in (*_ATTEMPT_TEXT, *_ATTEMPT_LINES):
+        if name in fields:
+            label = model._meta.get_field(name).verbose_name
+            attrs[_shown(name)] = visible_field(name, label, lines=name in _ATTEMPT_LINES)
+    return type(f"Escaped{base.__name__}", (base,), attrs)
 
 
 @admin.register(AccessAttempt)
-class LockoutAdmin(AccessAttemptAdmin):
-    list_display = [_shown(name) for name in AccessAttemptAdmin.list_display]
-    list_filter = [
-        (name, VisibleValuesFilter) if name == "path_info" else name
-        for name in AccessAttemptAdmin.list_filter
-    ]
-    fieldsets = tuple(
-        (title, {**options, "fields": tuple(_shown(name) for name in options["fields"])})
-        for title, options in AccessAttemptAdmin.fieldsets
-    )
-    readonly_fields = [_shown(name) for name in AccessAttemptAdmin.readonly_fields]
-    shown_username = visible_field("username", _label("username"))
-    shown_user_agent = visible_field("user_agent", _label("user_agent"))
-    shown_path_info = visible_field("path_info", _label("path_info"))
-    shown_http_accept = visible_field("http_accept", _label("http_accept"))
-    shown_get_data = visible_field("get_data", _label("get_data"), lines=True)
-    shown_post_data = visible_field("post_data", _label("post_data"), lines=True)
-
+class LockoutAdmin(_escaped(AccessAttemptAdmin, AccessAttempt)):
     def has_module_permission(self, request) -> bool:
         return _active_staff(request) or super().has_module_permission(request)
 
@@ -303,3 +304,12 @@ class LockoutAdmin(AccessAttemptAdmin):
 
 def _active_staff(request) -> bool:
     return bool(request.user.is_active and request.user.is_staff)
+
+
+# Successful logins (superusers only, as axes has it): the same browser-sent text.
+admin.site.unregister(AccessLog)
+
+
+@admin.register(AccessLog)
+class LoginLogAdmin(_escaped(AccessLogAdmin, AccessLog)):
+    pass
