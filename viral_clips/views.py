@@ -179,20 +179,23 @@ def run_now(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard")
 
 
-def _job(entry: str):
-    try:
-        return registry.get(entry)
-    except KeyError as exc:
-        raise Http404(f"no job {entry!r}") from exc
+def controlled_job(view: Callable) -> Callable:
+    """A job's control view gets the job itself: 404 for an unknown entry, 400 for
+    a job the controls cannot reach (outside the run ledger: the canary)."""
 
+    @wraps(view)
+    def with_job(request: HttpRequest, entry: str) -> HttpResponse:
+        try:
+            job = registry.get(entry)
+        except KeyError as exc:
+            raise Http404(f"no job {entry!r}") from exc
+        if not controls.controllable(job):
+            return HttpResponseBadRequest(
+                f"{job.entry}: {controls.NO_CONTROLS}", content_type="text/plain; charset=utf-8"
+            )
+        return view(request, job)
 
-def _refused(job) -> HttpResponse | None:
-    """400 for a job the controls cannot reach (outside the run ledger: the canary)."""
-    if controls.controllable(job):
-        return None
-    return HttpResponseBadRequest(
-        f"{job.entry}: {controls.NO_CONTROLS}", content_type="text/plain; charset=utf-8"
-    )
+    return with_job
 
 
 def _actor(request: HttpRequest) -> str:
@@ -200,13 +203,12 @@ def _actor(request: HttpRequest) -> str:
 
 
 @operator_action(controls.PERM_RUN)
-def run_job(request: HttpRequest, entry: str) -> HttpResponse:
+@controlled_job
+def run_job(request: HttpRequest, job) -> HttpResponse:
     """Run now for a job other than the cleanup (which has its own page)."""
-    job = _job(entry)
-    if (refused := _refused(job)) is not None:
-        return refused
     if job == CLEANUP:
         return run_now(request)
+    entry = job.entry
     try:
         run_job_now(entry, actor=_actor(request), reason=request.POST.get("reason", ""))
     except controls.ControlError as exc:
@@ -218,41 +220,36 @@ def run_job(request: HttpRequest, entry: str) -> HttpResponse:
     return redirect("dashboard")
 
 
-def _toggle(request: HttpRequest, entry: str, act: Callable, done: str) -> HttpResponse:
-    job = _job(entry)
-    if (refused := _refused(job)) is not None:
-        return refused
+def _toggle(request: HttpRequest, job, act: Callable, done: str) -> HttpResponse:
     try:
         act(job, _actor(request), request.POST.get("reason", ""))
     except controls.ControlError as exc:
-        messages.error(request, f"{entry}: {exc}.")
+        messages.error(request, f"{job.entry}: {exc}.")
     else:
-        messages.success(request, f"{entry} {done}.")
+        messages.success(request, f"{job.entry} {done}.")
     return redirect("dashboard")
 
 
 @operator_action(controls.PERM_PAUSE)
-def pause_job(request: HttpRequest, entry: str) -> HttpResponse:
-    return _toggle(request, entry, controls.pause, "paused: its next slots are skipped")
+@controlled_job
+def pause_job(request: HttpRequest, job) -> HttpResponse:
+    return _toggle(request, job, controls.pause, "paused: its next slots are skipped")
 
 
 @operator_action(controls.PERM_PAUSE)
-def resume_job(request: HttpRequest, entry: str) -> HttpResponse:
-    return _toggle(
-        request, entry, controls.resume, "resumed: the next slot runs, missed ones do not"
-    )
+@controlled_job
+def resume_job(request: HttpRequest, job) -> HttpResponse:
+    return _toggle(request, job, controls.resume, "resumed: the next slot runs, missed ones do not")
 
 
 @operator_action(controls.PERM_STOP)
-def stop_job(request: HttpRequest, entry: str) -> HttpResponse:
+@controlled_job
+def stop_job(request: HttpRequest, job) -> HttpResponse:
     """Stop the job's running run, after a confirmation page that asks why."""
-    job = _job(entry)
-    if (refused := _refused(job)) is not None:
-        return refused
     reason = request.POST.get("reason", "").strip()
     if request.POST.get("confirm") != "1" or not reason:
         confirm = stop_confirmation(job)
         missing = request.POST.get("confirm") == "1"
         context = {"confirm": confirm, "missing_reason": missing}
         return _with_csp_header(render(request, "viral_clips/confirm_stop.html", context))
-    return _toggle(request, entry, controls.stop, "told to stop: it ends after its current batch")
+    return _toggle(request, job, controls.stop, "told to stop: it ends after its current batch")
