@@ -265,9 +265,9 @@ def pack_keys(keys: list[str]) -> KeyObjects | list[str]:
 def delete_objects_param(client, keys: Iterable[str]) -> list | KeyObjects:
     """The Objects parameter of a DeleteObjects of `keys` for this client."""
     if isinstance(getattr(client, "_serializer", None), _FastDeleteSerializer):
-        packed = keys if type(keys) is KeyObjects else pack_keys(list(keys))
-        if type(packed) is KeyObjects:
-            return packed
+        keys = keys if type(keys) is KeyObjects else pack_keys(list(keys))
+        if type(keys) is KeyObjects:
+            return keys
     return [{"Key": key} for key in keys]
 
 

@@ -417,7 +417,7 @@ class DeletePipeline:
         self.report.clips_retained += dropped
         kept = [keys[i] for i in keep]
         sizes = array("q", (batch.sizes[i] for i in keep))
-        return _Batch(pack_keys(kept) if kept else [], sizes, batch.costs)
+        return _Batch(pack_keys(kept), sizes, batch.costs)  # none kept: []
 
     def _account(self, batch: _Batch, errors: list[dict]) -> None:
         report = self.report
